@@ -1,0 +1,1 @@
+"""Datasets: TFDS builders that serve log-mel features, and the Grain input pipeline."""

@@ -1,0 +1,1 @@
+"""Networks: BC-ResNet, BC-ResNet-Mod and their normalizations."""
