@@ -1,0 +1,49 @@
+"""Devices, mesh and shardings: data parallelism over every device with jit and a 'data' axis.
+
+One code path serves 1 CPU, forced CPU devices, a GPU, or a multi-host TPU pod: the model state
+is replicated, the global batch is split along its first axis over the 'data' mesh axis, and
+jax.jit inserts the collectives (BatchNorm statistics and gradient means span the global batch).
+"""
+
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+DATA_AXIS = 'data'
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A one-axis mesh over all devices of all processes."""
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_batch_size(global_batch_size: int, key: str) -> None:
+  """Global batches must split evenly over devices and processes."""
+  devices = jax.device_count()
+  if global_batch_size % devices:
+    raise ValueError(f'{key}={global_batch_size} does not split over {devices} devices: set it '
+                     f'to a multiple of {devices}.')
+
+
+def to_global_batch(local_batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh
+                    ) -> dict[str, jax.Array]:
+  """Assembles each process's slice of the batch into one global array sharded on 'data'."""
+  sharding = batch_sharded(mesh)
+  return {name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for name, value in local_batch.items()}
+
+
+def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Places a pytree (the train state) on every device."""
+  return jax.device_put(tree, replicated(mesh))
