@@ -52,6 +52,7 @@ def bcresnet_mod_model(width: float = 8) -> ml_collections.ConfigDict:
       sub_bands=4,                  # SubSpectralNorm sub-bands S.
       dropout_rate=0.1,             # channel-wise dropout in each block.
       dtype='float32',              # compute dtype: float32 | bfloat16.
+      conv_impl='fast',             # fast (shifted slices / einsum) | lax (lax.conv): same params.
   ))
 
 
@@ -73,3 +74,53 @@ def sgd_cosine_train() -> ml_collections.ConfigDict:
       checkpoint_every_steps=500,
       compilation_cache_dir='~/.cache/asc_jax/jax_cache',   # '' disables the persistent cache.
   ))
+
+
+def augment_section() -> ml_collections.ConfigDict:
+  """On-device augmentation switches (asc_jax/augment); every one is off by default."""
+  return ml_collections.ConfigDict(dict(
+      mixup_alpha=0.0,              # Beta(alpha, alpha) weight per example; 0 = off.
+      specaugment_freq_masks=0,     # frequency masks per example; BC-ResNet recipe: 2. 0 = off.
+      specaugment_freq_mask_width=0,  # widest frequency mask in mel bins (width ~ U{0..this}).
+      specaugment_time_masks=0,     # time masks per example; BC-ResNet recipe: 2. 0 = off.
+      specaugment_time_mask_width=0,  # widest time mask in frames (width ~ U{0..this}).
+      specaugment_mask_value='mean',  # mean (the example's mean log-mel) | zero (0 is not silence).
+      time_roll_max_shift=0,        # circular time shift in frames, U{-this..this}; 0 = off.
+      freq_mixstyle_p=0.0,          # probability per batch; CP-JKU 2023: 0.4. 0 = off.
+      freq_mixstyle_alpha=0.3,      # Beta(alpha, alpha) mixing weight; CP-JKU 2023: 0.3.
+      freq_mixstyle_eps=1e-6,       # added to the per-frequency variance.
+  ))
+
+
+def distill_section() -> ml_collections.ConfigDict:
+  """Knowledge distillation (asc_jax/compress/distillation.py); off by default."""
+  return ml_collections.ConfigDict(dict(
+      alpha=0.0,                    # weight of T^2 * KL(teacher || student); 0 = off.
+                                    # CP-JKU 2023: label-loss weight 0.02, i.e. alpha = 0.98.
+      temperature=2.0,              # softmax temperature T; CP-JKU 2023: 2.
+  ))
+
+
+def prune_section() -> ml_collections.ConfigDict:
+  """Magnitude pruning (asc_jax/compress/pruning.py, Zhu & Gupta schedule); off by default."""
+  return ml_collections.ConfigDict(dict(
+      target_sparsity=0.0,          # final fraction of prunable weights set to zero; 0 = off.
+                                    # BC-ResNet-Mod-8: 299k of its 315k parameters are prunable
+                                    # kernels; about 0.85 leaves ~60k non-zero (< 61 KB at int8).
+      initial_sparsity=0.0,         # sparsity at start_epoch.
+      start_epoch=0.0,              # first mask update.
+      end_epoch=0.0,                # target reached here; masks stay fixed afterwards.
+      update_every_steps=100,       # steps between mask updates inside [start, end].
+      scope='layerwise',            # layerwise (each kernel to the target) | global (one threshold).
+      min_size=256,                 # kernels with fewer entries are never pruned.
+      never_prune=(),               # regexes on parameter paths such as 'Dense_0/kernel'.
+  ))
+
+
+def experiment(data: ml_collections.ConfigDict, features: ml_collections.ConfigDict,
+               model: ml_collections.ConfigDict, train: ml_collections.ConfigDict,
+               seed: int = 0) -> ml_collections.ConfigDict:
+  """A complete experiment config; augmentation, pruning and distillation start switched off."""
+  return ml_collections.ConfigDict(dict(
+      seed=seed, data=data, features=features, model=model, train=train,
+      augment=augment_section(), prune=prune_section(), distill=distill_section()))

@@ -13,8 +13,6 @@ Example:
       --config.data.manual_dir=/data/TAU-urban-acoustic-scenes-2020-mobile-development
 """
 
-import ml_collections
-
 from asc_jax import defaults
 
 KWS_TAUS = {'kws_tau1': 1, 'kws_tau1.5': 1.5, 'kws_tau2': 2, 'kws_tau3': 3, 'kws_tau6': 6,
@@ -22,12 +20,13 @@ KWS_TAUS = {'kws_tau1': 1, 'kws_tau1.5': 1.5, 'kws_tau2': 2, 'kws_tau3': 3, 'kws
 
 
 def get_config(arg: str = 'mod8'):
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.data = defaults.data_section('tau_urban_acoustic_scenes_2020_mobile')
-  config.features = defaults.reference_features()
-  config.model = defaults.bcresnet_mod_model(8)
-  config.train = defaults.sgd_cosine_train()
+  config = defaults.experiment(
+      data=defaults.data_section('tau_urban_acoustic_scenes_2020_mobile'),
+      features=defaults.reference_features(), model=defaults.bcresnet_mod_model(8),
+      train=defaults.sgd_cosine_train())
+  # BC-ResNet recipe: SpecAugment with 2 frequency and 2 time masks (widths are not published).
+  config.augment.update(dict(specaugment_freq_masks=2, specaugment_freq_mask_width=24,
+                             specaugment_time_masks=2, specaugment_time_mask_width=40))
   if arg in ('mod1', 'mod4', 'mod8'):
     config.model.width = float(arg[3:])
   elif arg == 'noresnorm':

@@ -26,12 +26,10 @@ def synthetic_features(preset: str) -> ml_collections.ConfigDict:
 
 def get_config(arg: str = 'resnorm'):
   preset = 'tiny' if arg == 'tiny' else 'small'
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.data = defaults.data_section('synthetic_scenes', preset)
-  config.features = synthetic_features(preset)
-  config.model = defaults.bcresnet_mod_model(2 if preset == 'small' else 1)
-  config.train = defaults.sgd_cosine_train()
+  config = defaults.experiment(
+      data=defaults.data_section('synthetic_scenes', preset), features=synthetic_features(preset),
+      model=defaults.bcresnet_mod_model(2 if preset == 'small' else 1),
+      train=defaults.sgd_cosine_train())
   config.train.update(dict(batch_size=64, num_epochs=20, warmup_epochs=1, learning_rate=0.05,
                            eval_batch_size=128, eval_every_epochs=5, log_every_steps=20))
   if arg == 'noresnorm':

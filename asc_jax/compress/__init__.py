@@ -1,0 +1,1 @@
+"""Model compression: knowledge distillation and magnitude pruning (quantization comes later)."""
