@@ -1,0 +1,109 @@
+"""Real TFDS builds of the audio_folder builder: split and fold columns, comma and TAB CSVs."""
+
+import collections
+import csv
+import os
+
+import pytest
+
+import fixtures
+from asc_jax.data import catalog
+from asc_jax.data import datasets
+
+TONES_HZ = {'dog': 250.0, 'rain': 750.0, 'siren': 1500.0}  # on FFT bins 8, 24, 48
+
+
+def write_folder(root: str, header: list, rows: list, delimiter: str = ',') -> None:
+  """Writes a 1-second tone per row (frequency by label) and the CSV `meta/labels.csv`."""
+  for index, row in enumerate(rows):
+    fields = dict(zip(header, row))
+    path = os.path.join(root, fields['filename'])
+    if not os.path.exists(path) and fields.get('label') in TONES_HZ:
+      sample_rate, channels, subtype = fixtures.ENCODINGS[index % len(fixtures.ENCODINGS)]
+      fixtures.write_tone(path, TONES_HZ[fields['label']], sample_rate, channels, subtype)
+  os.makedirs(os.path.join(root, 'meta'), exist_ok=True)
+  with open(os.path.join(root, 'meta', 'labels.csv'), 'w', newline='') as file:
+    writer = csv.writer(file, delimiter=delimiter, lineterminator='\n')
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def split_rows() -> list:
+  """12 clips: 3 labels x 4, recorded by phone or mic; the last clip of each label is test."""
+  return [[f'clips/{label}_{index}.wav', label, 'phone' if index % 2 else 'mic',
+           'test' if index == 3 else 'train'] for label in TONES_HZ for index in range(4)]
+
+
+def folder_config(tmp_path, **data_overrides):
+  data_overrides = {'csv': 'meta/labels.csv', **data_overrides}
+  return fixtures.data_config('audio_folder', str(tmp_path / 'tfds'), str(tmp_path / 'folder'),
+                              **data_overrides)
+
+
+def records(source) -> list:
+  return [source[index] for index in range(len(source))]
+
+
+def test_split_column_with_devices(tmp_path):
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split'], split_rows())
+  dataset = datasets.prepare(folder_config(tmp_path))
+  assert dataset.num_examples == {'train': 9, 'test': 3}
+  assert dataset.class_names == ('dog', 'rain', 'siren')
+  assert dataset.device_names == ('mic', 'phone')
+  assert dataset.input_shape == (32, 63)
+  test = records(dataset.sources['test'])
+  assert sorted(record['filename'] for record in test) == [
+      'clips/dog_3.wav', 'clips/rain_3.wav', 'clips/siren_3.wav']
+  for record in records(dataset.sources['train']) + test:
+    label = dataset.class_names[record['label']]
+    assert record['filename'].startswith(f'clips/{label}_')
+    index = int(record['filename'][-5])
+    assert record['device'] == ('phone' if index % 2 else 'mic')
+    assert record['segment_id'] == record['filename'][:-4]
+    assert (record['city'], record['identifier']) == ('', '')
+    assert fixtures.peak_mel_bin(record['logmel']) == fixtures.tone_mel_bin(TONES_HZ[label])
+
+
+def test_fold_column_tab_separated_without_devices(tmp_path):
+  rows = [[f'{label}_{fold}.wav', label, str(fold)] for label in TONES_HZ for fold in range(1, 5)]
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'fold'], rows, delimiter='\t')
+  config = folder_config(tmp_path, train_folds='1, 2', test_folds='3')
+  dataset = datasets.prepare(config)
+  assert dataset.num_examples == {'train': 6, 'test': 3}
+  assert dataset.device_names == ('unknown',)
+  assert collections.Counter(record['filename'][-5] for record in
+                             records(dataset.sources['train'])) == {'1': 3, '2': 3}
+  config.data.test_folds = '4'
+  other = datasets.prepare(config)
+  assert other.prepared_dir != dataset.prepared_dir
+  assert {record['filename'] for record in records(other.sources['test'])} == {
+      'dog_4.wav', 'rain_4.wav', 'siren_4.wav'}
+
+
+def test_bad_folder_lists_offenders_and_writes_nothing(tmp_path):
+  rows = split_rows()
+  rows[1][3] = 'holdout'                      # line 3: unknown split
+  rows[2][0] = '../escape.wav'                # line 4: leaves the root
+  rows.append(list(rows[5]))                  # line 14: duplicate of line 7
+  rows.append(['clips/missing.wav', 'cat', 'mic', 'train'])   # line 15: no such file
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split'], rows)
+  with pytest.raises(catalog.DatasetValidationError) as error:
+    datasets.prepare(folder_config(tmp_path))
+  message = str(error.value)
+  csv_path = os.path.join(str(tmp_path / 'folder'), 'meta', 'labels.csv')
+  for where in [f'{csv_path} line 3: malformed row', f'{csv_path} line 4: path leaves',
+                f'{csv_path} line 14: duplicate row', f'{csv_path} line 15: missing audio file']:
+    assert where in message, (where, message)
+  assert not (tmp_path / 'tfds').exists() or not os.listdir(tmp_path / 'tfds')
+
+
+def test_missing_columns_and_settings_are_named(tmp_path):
+  write_folder(str(tmp_path / 'folder'), ['filename', 'category', 'split'],
+               [['a.wav', 'dog', 'train']])
+  with pytest.raises(catalog.DatasetValidationError,
+                     match=r"line 1.*lacks the column\(s\) \['label'\]"):
+    datasets.prepare(folder_config(tmp_path))
+  with pytest.raises(FileNotFoundError, match='config.data.csv is not set'):
+    datasets.prepare(folder_config(tmp_path, csv=''))
+  with pytest.raises(ValueError, match='train_folds'):
+    datasets.prepare(folder_config(tmp_path, train_folds='1'))
