@@ -51,12 +51,6 @@ def score_split(eval_step: Callable, state: Any, source: Any, *, batch_size: int
   return scored
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-  shifted = logits - logits.max(axis=-1, keepdims=True)
-  exp = np.exp(shifted)
-  return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def evaluate_and_report(scored: dict[str, np.ndarray], source: Any, *, class_names, device_names,
                         workdir: str, step: int, tag: str = 'test', write_files: bool = True
                         ) -> dict:
@@ -67,7 +61,7 @@ def evaluate_and_report(scored: dict[str, np.ndarray], source: Any, *, class_nam
     reports.write_eval_report(workdir, metrics, step=step, tag=tag)
     filenames = [source[int(index)]['filename'] for index in scored['index']]
     reports.write_predictions_csv(os.path.join(workdir, f'predictions_{tag}.csv'), filenames,
-                                  softmax(scored['logits']), class_names)
+                                  evaluate.softmax(scored['logits']), class_names)
     reports.plot_confusion_matrix(os.path.join(workdir, f'confusion_{tag}.png'), metrics,
                                   class_names)
     reports.plot_per_device_accuracy(os.path.join(workdir, f'accuracy_per_device_{tag}.png'),
