@@ -117,10 +117,31 @@ def prune_section() -> ml_collections.ConfigDict:
   ))
 
 
+def quant_section() -> ml_collections.ConfigDict:
+  """int8 quantization (asc_jax/compress/quantization.py); off by default."""
+  return ml_collections.ConfigDict(dict(
+      enabled=False,                # int8 per-channel weights (every convolution kernel).
+      activations='int8',           # int8 (static per-tensor scale at every conv input) | float32.
+      qat=True,                     # True: quantization-aware training; False: post-training only.
+      calibration_batches=8,        # training batches whose max |x| set the activation scales.
+  ))
+
+
+def distributed_section() -> ml_collections.ConfigDict:
+  """Multi-host runs (asc_jax/distributed.py); the defaults need nothing on one host."""
+  return ml_collections.ConfigDict(dict(
+      coordinator_address='',       # host:port of process 0; '' = $JAX_COORDINATOR_ADDRESS or auto.
+      num_processes=0,              # 0 = automatic (TPU VM slice, SLURM, Open MPI); 1 = never join.
+      process_id=-1,                # this process's index; -1 = $JAX_PROCESS_ID or auto.
+      local_device_ids='',          # e.g. '0,1': devices this process uses; '' = all local ones.
+  ))
+
+
 def experiment(data: ml_collections.ConfigDict, features: ml_collections.ConfigDict,
                model: ml_collections.ConfigDict, train: ml_collections.ConfigDict,
                seed: int = 0) -> ml_collections.ConfigDict:
-  """A complete experiment config; augmentation, pruning and distillation start switched off."""
+  """A complete experiment config; augmentation and compression start switched off."""
   return ml_collections.ConfigDict(dict(
       seed=seed, data=data, features=features, model=model, train=train,
-      augment=augment_section(), prune=prune_section(), distill=distill_section()))
+      augment=augment_section(), prune=prune_section(), distill=distill_section(),
+      quant=quant_section(), distributed=distributed_section()))

@@ -1,0 +1,105 @@
+"""Convolution and pooling layers in NHWC = (batch, frequency, time, channels), in two forms.
+
+`Conv` stores its kernel exactly as `flax.linen.Conv` does ('kernel' of shape
+(k_h, k_w, in / groups, out), optional 'bias'), and computes with it in one of two forms:
+  'lax'   every convolution through `lax.conv_general_dilated` (depthwise via feature_group_count);
+  'fast'  depthwise convolutions as a sum of shifted slices times per-channel weights and 1x1
+          convolutions as an einsum; other convolutions as in 'lax'. Same mathematics, and on
+          XLA's CPU backend several times faster (../shared/PERF_NOTES.md).
+Parameters, checkpoints, complexity counting and export do not depend on the form.
+
+Every kernel passes through `Conv.transform_kernel` before use: the one place where a
+fake-quantizer (or pruning mask) wraps the weights of either form, e.g. with
+`flax.linen.intercept_methods` on method_name == 'transform_kernel'.
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+CONV_IMPLS = ('fast', 'lax')
+
+# PyTorch's default for conv weights (kaiming_uniform with a = sqrt(5)): U(+-1/sqrt(fan_in)).
+torch_like_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+
+
+class Conv(nn.Module):
+  """2-D convolution over (N, F, T, C) with explicit padding ((top, bottom), (left, right))."""
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+  dilation: tuple[int, int] = (1, 1)
+  groups: int = 1
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  impl: str = 'fast'
+
+  def transform_kernel(self, kernel: jax.Array) -> jax.Array:
+    """Identity; the hook that quantizers and pruners intercept (see the module docstring)."""
+    return kernel
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.impl not in CONV_IMPLS:
+      raise ValueError(f'model config key conv_impl={self.impl!r} is unknown; '
+                       f'choose one of {", ".join(CONV_IMPLS)}.')
+    in_features = x.shape[-1]
+    if in_features % self.groups or self.features % self.groups:
+      raise ValueError(f'{self.name}: {in_features} -> {self.features} channels cannot be split '
+                       f'into {self.groups} groups.')
+    kernel_shape = (*self.kernel_size, in_features // self.groups, self.features)
+    kernel = self.param('kernel', torch_like_kernel_init, kernel_shape, jnp.float32)
+    kernel = self.transform_kernel(kernel).astype(self.dtype)
+    x = x.astype(self.dtype)
+    if self.impl == 'fast' and self._is_pointwise():
+      y = jnp.einsum('nftc,cd->nftd', x, kernel[0, 0])
+    elif self.impl == 'fast' and self._is_depthwise(in_features):
+      y = self._shifted_sum(x, kernel[:, :, 0, :])
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=self.strides, padding=self.padding, rhs_dilation=self.dilation,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=self.groups)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32
+                         ).astype(self.dtype)
+    return y
+
+  def _is_pointwise(self) -> bool:
+    return (self.kernel_size == (1, 1) and self.groups == 1 and self.strides == (1, 1)
+            and self.padding == ((0, 0), (0, 0)))
+
+  def _is_depthwise(self, in_features: int) -> bool:
+    return self.groups == in_features == self.features
+
+  def _shifted_sum(self, x: jax.Array, taps: jax.Array) -> jax.Array:
+    """Depthwise convolution as sum over taps (i, j) of strided slices times taps[i, j, :]."""
+    x = jnp.pad(x, ((0, 0), *self.padding, (0, 0)))
+    out_shape = [(size - dil * (k - 1) - 1) // stride + 1 for size, k, dil, stride in
+                 zip(x.shape[1:3], self.kernel_size, self.dilation, self.strides)]
+    total = None
+    for i in range(self.kernel_size[0]):
+      for j in range(self.kernel_size[1]):
+        start = (0, i * self.dilation[0], j * self.dilation[1], 0)
+        limit = (x.shape[0], start[1] + (out_shape[0] - 1) * self.strides[0] + 1,
+                 start[2] + (out_shape[1] - 1) * self.strides[1] + 1, x.shape[3])
+        term = jax.lax.slice(x, start, limit, (1, *self.strides, 1)) * taps[i, j]
+        total = term if total is None else total + term
+    return total
+
+
+class MaxPool(nn.Module):
+  """Non-overlapping max pooling; a trailing odd row or frame is dropped (PyTorch floor mode).
+
+  Written as a reshape and a max: its gradient is a cheap elementwise select, where XLA's CPU
+  backend handles the gradient of reduce_window slowly.
+  """
+  window: Sequence[int] = (2, 2)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    (wf, wt), (n, f, t, c) = self.window, x.shape
+    x = x[:, :f - f % wf, :t - t % wt]
+    return jnp.max(x.reshape(n, f // wf, wf, t // wt, wt, c), axis=(2, 4))
