@@ -88,8 +88,13 @@ def load_variables(workdir: str, which: str = 'latest') -> dict[str, Any]:
   if step is None:
     raise FileNotFoundError(f'no {which} checkpoint under {os.path.join(workdir, CHECKPOINT_DIR)}: '
                             'train first, or pass the workdir of a finished run.')
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = restored['state']
+  # Restored onto one local device whatever topology saved it (a TPU pod's checkpoint on a laptop).
+  saved = ocp.StandardCheckpointHandler().metadata(manager.directory / str(step) / 'state')
+  on_host = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=on_host),
+                        saved)
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  state = jax.device_get(restored['state'])
   return {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
 
 

@@ -26,6 +26,16 @@ def reference_features() -> ml_collections.ConfigDict:
   ))
 
 
+def synthetic_features(preset: str) -> ml_collections.ConfigDict:
+  """Front ends the synthetic_scenes presets small and tiny are built with (others: reference)."""
+  features = reference_features()
+  if preset == 'small':
+    features.update(dict(sample_rate=16000, duration_s=4.0, n_fft=1024, hop_length=512, n_mels=64))
+  elif preset == 'tiny':
+    features.update(dict(sample_rate=8000, duration_s=1.0, n_fft=256, hop_length=128, n_mels=32))
+  return features
+
+
 def data_section(name: str, builder_config: str = '') -> ml_collections.ConfigDict:
   """Which TFDS dataset to read and where; see asc_jax/data for the builders."""
   return ml_collections.ConfigDict(dict(
@@ -89,6 +99,25 @@ def augment_section() -> ml_collections.ConfigDict:
       freq_mixstyle_p=0.0,          # probability per batch; CP-JKU 2023: 0.4. 0 = off.
       freq_mixstyle_alpha=0.3,      # Beta(alpha, alpha) mixing weight; CP-JKU 2023: 0.3.
       freq_mixstyle_eps=1e-6,       # added to the per-frequency variance.
+      translation_workdir='',       # workdir of a trained translator (python -m asc_jax.translate).
+      translation_p=0.0,            # probability per source-device example of being replaced by its
+                                    # translation to a random seen device; 0 = off.
+  ))
+
+
+def translator_section() -> ml_collections.ConfigDict:
+  """Device translator (asc_jax/models/translator.py) and its training on parallel pairs."""
+  return ml_collections.ConfigDict(dict(
+      source_device='a',            # translated from; pairs join it with every other device.
+      channels=(16, 32, 32),        # U-Net level channels; level i > 0 at 1 / 2**i resolution.
+      embed_dim=16,                 # target-device embedding that drives FiLM.
+      holdout_fraction=0.2,         # segments held out to report the error on.
+      loss='l1',                    # l1 | l2, on log-mels.
+      learning_rate=1e-3,           # Adam, cosine-decayed to 0 over num_steps.
+      batch_size=32,
+      num_steps=2000,
+      eval_batch_size=64,
+      log_every_steps=50,
   ))
 
 

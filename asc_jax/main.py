@@ -6,13 +6,12 @@
   python -m asc_jax.main --workdir=DIR --mode=evaluate      # uses DIR/config.json
 """
 
-import os
-
-import jax
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from asc_jax import defaults
+from asc_jax import distributed
 from asc_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py[:variant]).',
@@ -25,25 +24,21 @@ _WHICH = flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'best'],
                            'Which checkpoint --mode=evaluate scores.')
 
 
-def enable_compilation_cache(cache_dir: str) -> None:
-  """Persists XLA compilations across runs (the first compile of a step takes tens of seconds)."""
-  if cache_dir:
-    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(cache_dir))
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required.')
+  config = _CONFIG.value
+  # Before anything touches jax devices; --mode=evaluate reads the environment only.
+  distributed.initialize(config.distributed if config is not None
+                         else defaults.distributed_section())
   if _MODE.value == 'evaluate':
     train.evaluate_workdir(_WORKDIR.value, _WHICH.value)
     return
-  config = _CONFIG.value
   if config is None:
     raise app.UsageError('--config is required for training, e.g. --config=configs/quickstart.py')
-  enable_compilation_cache(config.train.compilation_cache_dir)
+  train.enable_compilation_cache(config.train.compilation_cache_dir)
   train.train_and_evaluate(config, _WORKDIR.value)
 
 

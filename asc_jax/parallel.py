@@ -5,7 +5,7 @@ is replicated, the global batch is split along its first axis over the 'data' me
 jax.jit inserts the collectives (BatchNorm statistics and gradient means span the global batch).
 """
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
@@ -14,10 +14,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 DATA_AXIS = 'data'
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A one-axis mesh over all devices of all processes."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> jax.sharding.Mesh:
+  """A one-axis mesh over `devices` (default: all devices of all processes)."""
+  devices = list(devices) if devices is not None else jax.devices()
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
@@ -28,9 +29,9 @@ def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def check_batch_size(global_batch_size: int, key: str) -> None:
-  """Global batches must split evenly over devices and processes."""
-  devices = jax.device_count()
+def check_batch_size(global_batch_size: int, key: str, mesh: jax.sharding.Mesh) -> None:
+  """Global batches must split evenly over the mesh's devices."""
+  devices = mesh.devices.size
   if global_batch_size % devices:
     raise ValueError(f'{key}={global_batch_size} does not split over {devices} devices: set it '
                      f'to a multiple of {devices}.')
@@ -45,5 +46,14 @@ def to_global_batch(local_batch: Mapping[str, np.ndarray], mesh: jax.sharding.Me
 
 
 def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
-  """Places a pytree (the train state) on every device."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a pytree (the train state) on every device of every process; host values must be the
+  same on every process, leaves already replicated on `mesh` are kept as they are."""
+  sharding = replicated(mesh)
+
+  def place(leaf):
+    if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+      return leaf
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(place, tree)

@@ -9,7 +9,7 @@ last good checkpoint in place.
 import functools
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import ml_collections
@@ -17,6 +17,7 @@ import numpy as np
 import tqdm
 
 from asc_jax import checkpoints
+from asc_jax import distributed
 from asc_jax import eval_loop
 from asc_jax import metric_writer
 from asc_jax import models
@@ -25,6 +26,7 @@ from asc_jax import parallel
 from asc_jax import preemption
 from asc_jax import reports
 from asc_jax import steps
+from asc_jax.compress import pruning
 from asc_jax.data import datasets
 from asc_jax.data import pipeline
 
@@ -39,34 +41,41 @@ def dataset_info(dataset: datasets.PreparedDataset) -> dict:
           'num_examples': dict(dataset.num_examples)}
 
 
-def check_compatible(config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset) -> None:
+def check_compatible(config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset,
+                     mesh: jax.sharding.Mesh) -> None:
   if config.model.num_classes != len(dataset.class_names):
     raise ValueError(f'config.model.num_classes={config.model.num_classes} but the dataset '
                      f'{config.data.name} has {len(dataset.class_names)} classes: set '
                      f'--config.model.num_classes={len(dataset.class_names)}.')
-  parallel.check_batch_size(config.train.batch_size, 'config.train.batch_size')
-  parallel.check_batch_size(config.train.eval_batch_size, 'config.train.eval_batch_size')
+  parallel.check_batch_size(config.train.batch_size, 'config.train.batch_size', mesh)
+  parallel.check_batch_size(config.train.eval_batch_size, 'config.train.eval_batch_size', mesh)
 
 
 class Trainer:
   """Holds the compiled steps and the mesh for one run; `fit` trains, `evaluate` scores."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str,
-               dataset: datasets.PreparedDataset):
-    check_compatible(config, dataset)
+               dataset: datasets.PreparedDataset, devices: Optional[Sequence[jax.Device]] = None,
+               model: Optional[Any] = None, make_train_step: Callable = steps.make_train_step):
+    """`model` (anything with flax's init/apply; default: config.model's network) and
+    `make_train_step(model, tx, config)` let compression runs swap in a quantized model and a
+    distillation step."""
+    self.mesh = parallel.make_mesh(devices)
+    check_compatible(config, dataset, self.mesh)
     self.config, self.workdir, self.dataset = config, workdir, dataset
-    self.mesh = parallel.make_mesh()
-    self.model = models.build_model(config.model)
+    self.model = model if model is not None else models.build_model(config.model)
     self.steps_per_epoch = dataset.num_examples['train'] // config.train.batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(f'config.train.batch_size={config.train.batch_size} exceeds the '
                        f'{dataset.num_examples["train"]} training examples: lower it.')
     self.total_steps = int(config.train.num_epochs * self.steps_per_epoch)
-    self.tx, self.schedule = optim.make_optimizer(config.train, self.steps_per_epoch)
+    self.tx, self.schedule = optim.make_optimizer(
+        config.train, self.steps_per_epoch,
+        pruning.pruning_from_config(config.prune, self.steps_per_epoch))
     replicated, sharded = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
     init = functools.partial(steps.init_state, self.model, self.tx, dataset.input_shape)
     self._init = jax.jit(init, out_shardings=replicated)
-    self._train_step = jax.jit(steps.make_train_step(self.model, self.tx, config),
+    self._train_step = jax.jit(make_train_step(self.model, self.tx, config),
                                in_shardings=(replicated, sharded, replicated),
                                out_shardings=(replicated, replicated), donate_argnums=(0,))
     self._eval_step = jax.jit(steps.make_eval_step(self.model),
@@ -100,7 +109,8 @@ class Trainer:
     if restored is not None:
       state = restored
       print(f'resumed from step {int(state.step)} in {manager.directory}')
-    base_key = jax.device_put(jax.random.key(config.seed + 1), parallel.replicated(self.mesh))
+    base_key = jax.jit(functools.partial(jax.random.key, config.seed + 1),  # on every process
+                       out_shardings=parallel.replicated(self.mesh))()
     step = int(state.step)
     eval_every = max(1, int(train.eval_every_epochs * self.steps_per_epoch))
     metrics, history, last_eval = [], [], None
@@ -131,7 +141,8 @@ class Trainer:
         if at_eval:
           last_eval = self.evaluate(state, step=step, write_files=False)
           writer.write_scalars(step, {'test/accuracy': last_eval['accuracy'],
-                                      'test/log_loss': last_eval['log_loss']})
+                                      'test/log_loss': last_eval['log_loss'],
+                                      **self._sparsity_scalars(state)})
           checkpoints.save(manager, step, state, iterator,
                            metrics={'accuracy': last_eval['accuracy']})
         elif at_save:
@@ -150,6 +161,15 @@ class Trainer:
             'train/learning_rate': float(self.schedule(step - 1)),
             'train/clips_per_s': clips_per_s}
 
+  def _sparsity_scalars(self, state: steps.TrainState) -> dict[str, float]:
+    """Per-kernel and overall sparsity, logged when pruning is on."""
+    if self.config.prune.target_sparsity <= 0:
+      return {}
+    params = jax.device_get(state.params)
+    per_layer = pruning.sparsity_report(params)
+    return {'sparsity/overall': pruning.overall_sparsity(params),
+            **{f'sparsity/{name}': value for name, value in per_layer.items()}}
+
   def _raise_if_nonfinite(self, state: steps.TrainState) -> None:
     bad_step = int(state.nonfinite_step)
     if bad_step >= 0:
@@ -159,12 +179,19 @@ class Trainer:
           'Lower config.train.learning_rate or set config.train.grad_clip_norm.')
 
 
+def enable_compilation_cache(cache_dir: str) -> None:
+  """Persists XLA compilations across runs (the first compile of a step takes tens of seconds)."""
+  if cache_dir:
+    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(cache_dir))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[dict]:
   """Trains on config.data's train split, evaluates on its test split, writes the reports.
 
   Returns the final test metrics, or None when a stop signal ended the run early.
   """
-  dataset = datasets.prepare(config)
+  dataset = distributed.prepare_dataset(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     checkpoints.write_run_files(workdir, config, dataset_info(dataset))
@@ -187,7 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
 def evaluate_workdir(workdir: str, which: str = 'latest') -> dict:
   """Re-evaluates a trained workdir's checkpoint on its test split and rewrites the reports."""
   config = checkpoints.load_config(workdir)
-  dataset = datasets.prepare(config)
+  dataset = distributed.prepare_dataset(config)
   trainer = Trainer(config, workdir, dataset)
   variables = checkpoints.load_variables(workdir, which)
   state = trainer.initial_state().replace(params=variables['params'],

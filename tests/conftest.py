@@ -8,3 +8,34 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pytest  # noqa: E402  (after the XLA flags on purpose)
+
+
+def load_config_file(path: str, arg: str):
+  """get_config(arg) of a config file, as the command line would load it."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('experiment_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture(scope='session')
+def tiny_data_dir(tmp_path_factory):
+  """A data_dir holding the real synthetic_scenes/tiny TFDS build, made once per test session."""
+  from asc_jax.data import datasets
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  config = tiny_config(data_dir)
+  datasets.prepare(config)
+  return data_dir
+
+
+def tiny_config(data_dir: str):
+  """configs/quickstart.py:tiny reading from `data_dir`, with one feature-extraction worker."""
+  config = load_config_file(os.path.join(os.path.dirname(__file__), '..', 'configs',
+                                         'quickstart.py'), 'tiny')
+  config.data.data_dir = data_dir
+  config.data.num_workers = 1
+  config.train.compilation_cache_dir = ''
+  return config

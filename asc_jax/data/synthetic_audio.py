@@ -22,6 +22,7 @@ in temporal structure and relative spectral shape, not in absolute level.
 
 import dataclasses
 import hashlib
+
 import numpy as np
 
 SCENES = ('airport', 'bus', 'metro', 'metro_station', 'park', 'public_square', 'shopping_mall',
@@ -51,6 +52,11 @@ class SyntheticPreset:
   test_clips_per_device: int
   event_snr_db: float = 0.0        # mean level of the events relative to the background.
 
+  def __post_init__(self):
+    if not 1 <= self.num_cities <= len(CITIES) or not 2 <= self.locations_per_city <= 10:
+      raise ValueError(f'{self}: num_cities must lie in [1, {len(CITIES)}] and '
+                       'locations_per_city in [2, 10] (location ids are <scene><city><k>).')
+
 
 PRESETS = {
     'tiny': SyntheticPreset(sample_rate=8000, duration_s=1.0, seed=1, num_cities=3,
@@ -58,7 +64,8 @@ PRESETS = {
                             train_clips_per_seen_device=4, test_clips_per_device=10),
     'small': SyntheticPreset(sample_rate=16000, duration_s=4.0, seed=2, num_cities=6,
                              locations_per_city=4, train_clips_device_a=2000,
-                             train_clips_per_seen_device=150, test_clips_per_device=100),
+                             train_clips_per_seen_device=150, test_clips_per_device=100,
+                             event_snr_db=3.0),
     'tau_shaped': SyntheticPreset(sample_rate=44100, duration_s=10.0, seed=3, num_cities=10,
                                   locations_per_city=4, train_clips_device_a=1020,
                                   train_clips_per_seen_device=75, test_clips_per_device=33),
