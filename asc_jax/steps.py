@@ -14,6 +14,7 @@ import ml_collections
 import optax
 
 from asc_jax.augment import pipeline as augment_pipeline
+from asc_jax.augment import translation as augment_translation
 
 
 @flax.struct.dataclass
@@ -22,7 +23,7 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-  nonfinite_step: jax.Array   # -1 until a step produced a non-finite loss; then that step.
+  nonfinite_step: jax.Array   # -1 until a step produced a non-finite loss or gradient; then that step.
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, int],
@@ -52,6 +53,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   num_classes = config.model.num_classes
   loss_fn = loss_fn or (lambda logits, targets, batch: optax.losses.softmax_cross_entropy(
       logits, targets['label']))
+  translate = augment_translation.step_translation(config)   # None unless translation is on.
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array):
     step_key = jax.random.fold_in(base_key, state.step)
@@ -59,8 +61,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     targets = {'label': soft_targets(batch['label'], num_classes, config.train.label_smoothing)}
     if 'teacher_probs' in batch:
       targets['teacher_probs'] = batch['teacher_probs']
-    inputs, targets = augment_pipeline.augment_batch(augment_key, batch['logmel'], targets,
-                                                     config.augment)
+    inputs = batch['logmel']
+    if translate is not None:
+      inputs = translate(jax.random.fold_in(augment_key, augment_translation.KEY_INDEX), inputs,
+                         batch['device'])
+    inputs, targets = augment_pipeline.augment_batch(augment_key, inputs, targets, config.augment)
 
     def objective(params):
       logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, inputs,
@@ -73,7 +78,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     stepped = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
-    finite = jnp.isfinite(loss)
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
     first_bad = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
     new_state = new_state.replace(nonfinite_step=first_bad)

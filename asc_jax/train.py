@@ -174,8 +174,8 @@ class Trainer:
     bad_step = int(state.nonfinite_step)
     if bad_step >= 0:
       raise NonFiniteLossError(
-          f'the loss became NaN or inf at step {bad_step}; training stopped and the last good '
-          f'checkpoint in {os.path.join(self.workdir, checkpoints.CHECKPOINT_DIR)} is kept. '
+          f'the loss or its gradient became NaN or inf at step {bad_step}; training stopped and '
+          f'the last good checkpoint in {os.path.join(self.workdir, checkpoints.CHECKPOINT_DIR)} is kept. '
           'Lower config.train.learning_rate or set config.train.grad_clip_norm.')
 
 

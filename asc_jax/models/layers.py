@@ -3,9 +3,10 @@
 `Conv` stores its kernel exactly as `flax.linen.Conv` does ('kernel' of shape
 (k_h, k_w, in / groups, out), optional 'bias'), and computes with it in one of two forms:
   'lax'   every convolution through `lax.conv_general_dilated` (depthwise via feature_group_count);
-  'fast'  depthwise convolutions as a sum of shifted slices times per-channel weights and 1x1
-          convolutions as an einsum; other convolutions as in 'lax'. Same mathematics, and on
-          XLA's CPU backend several times faster (../shared/PERF_NOTES.md).
+  'fast'  depthwise convolutions as a sum of shifted slices times per-channel weights, 1x1
+          convolutions as a matrix product on [positions, channels] views, other convolutions
+          as in 'lax'. Same mathematics, and on XLA's CPU backend several times faster
+          (../shared/PERF_NOTES.md).
 Parameters, checkpoints, complexity counting and export do not depend on the form.
 
 Every kernel passes through `Conv.transform_kernel` before use: the one place where a
@@ -55,7 +56,7 @@ class Conv(nn.Module):
     kernel = self.transform_kernel(kernel).astype(self.dtype)
     x = x.astype(self.dtype)
     if self.impl == 'fast' and self._is_pointwise():
-      y = jnp.einsum('nftc,cd->nftd', x, kernel[0, 0])
+      y = self._pointwise(x, kernel[0, 0])
     elif self.impl == 'fast' and self._is_depthwise(in_features):
       y = self._shifted_sum(x, kernel[:, :, 0, :])
     else:
@@ -73,6 +74,15 @@ class Conv(nn.Module):
 
   def _is_depthwise(self, in_features: int) -> bool:
     return self.groups == in_features == self.features
+
+  def _pointwise(self, x: jax.Array, matrix: jax.Array) -> jax.Array:
+    """1x1 convolution as one [positions, C_in] x [C_in, C_out] matrix product.
+
+    Written on 2-D views rather than as an einsum over (N, F, T, C): XLA's CPU backend then feeds
+    the kernel gradient x^T g to its matrix product directly, where the einsum form first copies
+    g into a transposed [C_out, positions] layout.
+    """
+    return jnp.dot(x.reshape(-1, x.shape[-1]), matrix).reshape(*x.shape[:-1], matrix.shape[-1])
 
   def _shifted_sum(self, x: jax.Array, taps: jax.Array) -> jax.Array:
     """Depthwise convolution as sum over taps (i, j) of strided slices times taps[i, j, :]."""
@@ -93,8 +103,10 @@ class Conv(nn.Module):
 class MaxPool(nn.Module):
   """Non-overlapping max pooling; a trailing odd row or frame is dropped (PyTorch floor mode).
 
-  Written as a reshape and a max: its gradient is a cheap elementwise select, where XLA's CPU
-  backend handles the gradient of reduce_window slowly.
+  Written as a reshape and a max whose gradient flows to the argmax of each window (first one on
+  ties), computed once in the forward pass. XLA's CPU backend handles the gradient of
+  reduce_window slowly, and jnp.max's own gradient (x == max, divided by the tie count) can give
+  0/0 = NaN under jit when a fusion recomputes its input with different rounding.
   """
   window: Sequence[int] = (2, 2)
 
@@ -102,4 +114,27 @@ class MaxPool(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     (wf, wt), (n, f, t, c) = self.window, x.shape
     x = x[:, :f - f % wf, :t - t % wt]
-    return jnp.max(x.reshape(n, f // wf, wf, t // wt, wt, c), axis=(2, 4))
+    windows = x.reshape(n, f // wf, wf, t // wt, wt, c).transpose(0, 1, 3, 5, 2, 4)
+    return window_max(windows.reshape(n, f // wf, t // wt, c, wf * wt))
+
+
+@jax.custom_vjp
+def window_max(windows: jax.Array) -> jax.Array:
+  """Maximum over the last axis, with the whole gradient sent to the (first) argmax."""
+  return jnp.max(windows, axis=-1)
+
+
+def _window_max_fwd(windows):
+  index = jnp.argmax(windows, axis=-1)
+  picked = jnp.take_along_axis(windows, index[..., None], axis=-1)[..., 0]
+  # A zero-byte array whose first dimension carries the window size (residuals must be arrays).
+  return picked, (index, jnp.zeros((windows.shape[-1], 0), windows.dtype))
+
+
+def _window_max_bwd(residuals, cotangent):
+  index, size_carrier = residuals
+  onehot = jax.nn.one_hot(index, size_carrier.shape[0], dtype=cotangent.dtype)
+  return (onehot * cotangent[..., None],)
+
+
+window_max.defvjp(_window_max_fwd, _window_max_bwd)
