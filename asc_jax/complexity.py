@@ -11,6 +11,7 @@ The counting functions take any variables pytree whose leaves are float32, float
 counted as dense: every entry non-zero, as in a trained unpruned model).
 
   python -m asc_jax.complexity --config=configs/bcresnet.py:mod8 [--workdir=DIR] [--json]
+  python -m asc_jax.complexity --export=DIR/export   (an int8 export, python -m asc_jax.compress)
 """
 
 import dataclasses
@@ -163,10 +164,17 @@ def measure(variables: dict[str, Any], model_config: ml_collections.ConfigDict,
 
 
 def report_for_config(config: ml_collections.ConfigDict, workdir: str = '',
-                      which: str = 'latest') -> dict[str, Any]:
-  """The complexity report of config's model: as stored in `workdir` if given, else dense."""
+                      which: str = 'latest', export_dir: str = '') -> dict[str, Any]:
+  """The complexity report of config's model: as stored in `export_dir` (an int8 export) or in
+  `workdir` (its int8 export when it holds one, else its checkpoint) if given, else dense."""
   shape = input_shape(config.features)
-  if workdir:
+  if not export_dir and workdir:
+    from asc_jax.compress import export  # Imported here: only workdirs may hold exports.
+    export_dir = export.find_export(workdir) or ''
+  if export_dir:
+    from asc_jax.compress import int8_runtime
+    variables = int8_runtime.Int8Model.load(export_dir).variables
+  elif workdir:
     from asc_jax import checkpoints  # Imported here: only the --workdir branch reads checkpoints.
     variables = checkpoints.load_variables(workdir, which)
   else:
@@ -201,6 +209,8 @@ def define_flags() -> None:
                                   '--workdir: the config stored there.')
   flags.DEFINE_string('workdir', '', 'Measure the model stored in this workdir.')
   flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Checkpoint of --workdir.')
+  flags.DEFINE_string('export', '', 'Measure this int8 export directory (python -m asc_jax.compress); '
+                      'a --workdir holding one is measured through it.')
   flags.DEFINE_bool('json', False, 'Print the report as JSON instead of a table.')
 
 
@@ -208,13 +218,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   config: Optional[ml_collections.ConfigDict] = flags.FLAGS.config
-  workdir = flags.FLAGS.workdir
+  workdir, export_dir = flags.FLAGS.workdir, flags.FLAGS.export
+  if config is None and export_dir:
+    from asc_jax.compress import int8_runtime  # Imported here: only --export reads manifests.
+    manifest = int8_runtime.read_manifest(export_dir)
+    config = ml_collections.ConfigDict(dict(model=manifest['model'],
+                                            features=manifest['feature_params']))
   if config is None:
     if not workdir:
       raise app.UsageError('give --config=configs/bcresnet.py:VARIANT, or --workdir of a trained run.')
     from asc_jax import checkpoints  # Imported here: only the --workdir branch reads checkpoints.
     config = checkpoints.load_config(workdir)
-  report = report_for_config(config, workdir, flags.FLAGS.which)
+  report = report_for_config(config, workdir, flags.FLAGS.which, export_dir)
   print(json.dumps(report, indent=2) if flags.FLAGS.json else format_table(report))
 
 

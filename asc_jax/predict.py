@@ -2,6 +2,7 @@
 
   python -m asc_jax.predict --workdir=/tmp/asc_quickstart clip.wav more_clips/
   python -m asc_jax.predict --workdir=DIR --json --top_k=5 clip.flac
+  python -m asc_jax.predict --workdir=COMPRESSED_DIR --int8 clip.wav   (the int8 export)
 
 Folders are searched recursively for .wav and .flac files (in sorted order). A file that cannot be
 read is reported on stderr with the reason and the others are still classified; the exit code is 1
@@ -29,6 +30,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a finished training 
 _JSON = flags.DEFINE_bool('json', False, 'Print a JSON list instead of a table.')
 _TOP_K = flags.DEFINE_integer('top_k', 3, 'How many of the most probable classes to print.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Clips per forward pass.')
+_INT8 = flags.DEFINE_bool('int8', False, 'Use the int8 export of --workdir (written by '
+                          'python -m asc_jax.compress), run by the NumPy integer runtime.')
 _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'best'],
                                 'Which checkpoint of the workdir to use.')
 
@@ -52,6 +55,8 @@ def collect_audio_files(paths: Sequence[str]) -> list[str]:
 
 def make_classifier(bundle: Any):
   """A jitted function: log-mel batch [N, F, T] -> class probabilities [N, K] (float32)."""
+  if not hasattr(bundle.model, 'apply'):   # an int8 export: the NumPy runtime, not jittable
+    return lambda logmel: np.asarray(jax.nn.softmax(bundle.model.logits(logmel), axis=-1))
 
   @jax.jit
   def classify(variables, logmel):
@@ -132,7 +137,11 @@ def main(argv: Sequence[str]) -> int:
   from asc_jax import checkpoints  # Imported here: --help must not load the model stack.
   try:
     files = collect_audio_files(paths)
-    bundle = checkpoints.load_for_inference(_WORKDIR.value, _CHECKPOINT.value)
+    if _INT8.value:
+      from asc_jax.compress import export  # Imported here, like checkpoints.
+      bundle = export.load_inference_bundle(_WORKDIR.value)
+    else:
+      bundle = checkpoints.load_for_inference(_WORKDIR.value, _CHECKPOINT.value)
   except FileNotFoundError as error:
     print(f'error: {error}', file=sys.stderr)
     return 1

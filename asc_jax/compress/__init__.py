@@ -1,1 +1,1 @@
-"""Model compression: knowledge distillation and magnitude pruning (quantization comes later)."""
+"""Model compression: distillation, magnitude pruning, int8 quantization, export, pipeline."""

@@ -1,0 +1,39 @@
+"""python -m asc_jax.compress: the compression pipeline of asc_jax/compress/pipeline.py.
+
+  python -m asc_jax.compress --config=configs/compress.py:mod8 --source_workdir=RUN \
+      --workdir=RUN_compressed [--teacher_workdir=T1,T2 | --teacher_logits=DIR]
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', 'configs/compress.py',
+                                'Compression config file[:variant].')
+flags.DEFINE_string('source_workdir', None, 'Trained workdir to compress (only read).')
+flags.DEFINE_string('workdir', None, 'New workdir for the compressed student.')
+flags.DEFINE_list('teacher_workdir', [],
+                  'Teacher workdir(s) for distillation; default: the source.')
+flags.DEFINE_string('teacher_logits', '', 'Directory of already exported teacher logits.')
+flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Checkpoint of --source_workdir.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  values = flags.FLAGS
+  if not values.source_workdir or not values.workdir:
+    raise app.UsageError('give --source_workdir=TRAINED_RUN and --workdir=NEW_DIR.')
+  from asc_jax import train   # Imported here: --help must not load the model stack.
+  from asc_jax.compress import pipeline
+  train.enable_compilation_cache(values.config.get('compilation_cache_dir', ''))
+  report = pipeline.run(values.config, values.source_workdir, values.workdir,
+                        values.teacher_workdir, values.teacher_logits, values.which)
+  if report is None:
+    print('stopped early: run the same command again to resume.')
+  elif 'export' in report:
+    print(pipeline.format_markdown(report))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,119 @@
+"""Writes a trained (quantized) model in its stored integer form, and finds exports in workdirs.
+
+The format is described in asc_jax/compress/int8_runtime.py, which reads it without any training
+code: int8 kernels; every BatchNorm / SubSpectralNorm in its inference form x * multiplier + offset
+(float16), with the scale of the kernel before it folded into the multiplier; float16 scales for
+the other kernels; float32 biases and per-tensor activation scales; in one npz (no pickled
+objects), and a JSON manifest with everything else needed to run it.
+"""
+
+import io
+import os
+from typing import Any, Mapping, Optional
+
+import ml_collections
+import numpy as np
+
+from asc_jax import checkpoints
+from asc_jax import fileio
+from asc_jax.compress import int8_runtime
+from asc_jax.compress import quantization
+
+EXPORT_DIR = 'export'
+# Kernel -> the normalization right after it, inside a BC-ResBlock: the kernel's per-channel scale
+# is folded into that normalization's multiplier.
+FOLDED_INTO = {'pre_conv': 'pre_bn', 'freq_conv': 'ssn/bn', 'time_conv': 'time_bn'}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, np.ndarray]:
+  """{'params': {'a': {'kernel': x}}} -> {'params/a/kernel': x} (numpy arrays)."""
+  flat = {}
+  for name, value in tree.items():
+    key = f'{prefix}{name}'
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, key + '/'))
+    else:
+      flat[key] = np.asarray(value)
+  return flat
+
+
+def _norm_layers(flat_params: Mapping[str, np.ndarray]) -> list[str]:
+  return sorted(name[:-len('/scale')] for name in flat_params if name.endswith('/scale'))
+
+
+def stored_arrays(variables: Mapping[str, Any],
+                  activation_scales: Optional[quantization.ActivationScales]
+                  ) -> dict[str, np.ndarray]:
+  """The flat arrays of an export (names as in int8_runtime's docstring) from float variables."""
+  params = flatten(variables['params'])
+  stats = variables.get('batch_stats', {})
+  arrays, folded = {}, set()
+  for norm in _norm_layers(params):
+    path = tuple(norm.split('/'))
+    kernel_path = quantization.folded_kernel_path(path)
+    kernel = quantization.lookup(variables['params'], kernel_path) if kernel_path else None
+    if kernel is not None:
+      folded.add('/'.join(kernel_path))
+    multiplier, offset = quantization.stored_norm(quantization.lookup(variables['params'], path),
+                                                  quantization.lookup(stats, path), kernel)
+    arrays[f'params/{norm}/multiplier'] = np.asarray(multiplier)
+    arrays[f'params/{norm}/offset'] = np.asarray(offset)
+  for name, value in params.items():
+    layer, leaf = name.rsplit('/', 1)
+    if leaf == 'kernel':
+      values, scale = quantization.quantize_kernel(value)
+      arrays[f'params/{name}'] = np.asarray(values)
+      if name not in folded:
+        arrays[f'params/{layer}/kernel_scale'] = np.asarray(scale)
+    elif leaf == 'bias' and f'{layer}/scale' not in params:
+      arrays[f'params/{name}'] = np.asarray(value, np.float32)
+  for path, scale in (activation_scales or {}).items():
+    arrays[f'quant/{path}/input_scale'] = np.float32(scale)
+  return dict(sorted(arrays.items()))
+
+
+def write_export(directory: str, variables: Mapping[str, Any], *, config: ml_collections.ConfigDict,
+                 activation_scales: Optional[quantization.ActivationScales], class_names,
+                 device_names, feature_params: dict) -> str:
+  """Quantizes `variables` (float params + batch_stats) and writes weights.npz + manifest.json.
+
+  Returns the directory. The manifest is written last, so a directory with a manifest is complete.
+  """
+  arrays = stored_arrays(variables, activation_scales)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  fileio.atomic_write_bytes(os.path.join(directory, int8_runtime.WEIGHTS_FILE), buffer.getvalue())
+  manifest = dict(
+      format=int8_runtime.FORMAT, format_version=int8_runtime.FORMAT_VERSION,
+      model=config.model.to_dict(), class_names=list(class_names), device_names=list(device_names),
+      feature_params=feature_params, quantization=quantization.scheme_description(config.quant),
+      arrays={name: dict(dtype=str(value.dtype), shape=list(value.shape))
+              for name, value in sorted(arrays.items())})
+  fileio.atomic_write_json(os.path.join(directory, int8_runtime.MANIFEST_FILE), manifest)
+  return directory
+
+
+def load_inference_bundle(path: str) -> checkpoints.InferenceBundle:
+  """The export at `path` (an export directory or a workdir holding one) for asc_jax.predict:
+  `bundle.model` is the NumPy integer runtime (int8_runtime.Int8Model), not a Flax module."""
+  directory = find_export(path)
+  if directory is None:
+    raise FileNotFoundError(f'no int8 export in {path} (looked for {int8_runtime.MANIFEST_FILE} '
+                            f'there and in {os.path.join(path, EXPORT_DIR)}): run '
+                            'python -m asc_jax.compress first.')
+  runtime = int8_runtime.Int8Model.load(directory)
+  manifest = runtime.manifest
+  config = ml_collections.ConfigDict(dict(model=manifest['model'],
+                                          features=manifest['feature_params']))
+  return checkpoints.InferenceBundle(
+      config=config, model=runtime, variables=runtime.variables,
+      class_names=tuple(manifest['class_names']), device_names=tuple(manifest['device_names']),
+      feature_params=manifest['feature_params'])
+
+
+def find_export(path: str) -> Optional[str]:
+  """`path` if it is an export directory, `path`/export if that is one, else None."""
+  for candidate in (path, os.path.join(path, EXPORT_DIR)):
+    if os.path.exists(os.path.join(candidate, int8_runtime.MANIFEST_FILE)):
+      return candidate
+  return None

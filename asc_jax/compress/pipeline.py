@@ -1,0 +1,265 @@
+"""From a trained workdir to a distilled, pruned, int8-quantized student in a NEW workdir.
+
+  1. the student config: the source run's config with the compression config's train overrides
+     and its prune, distill and quant sections (written to the new workdir's config.json);
+  2. teacher logits for the train split (exported from --teacher_workdir, read from
+     --teacher_logits, or, when neither is given, from the source model itself);
+  3. int8 activation scales calibrated on the source model (weights already int8);
+  4. fine-tuning from the source weights with the distillation loss, magnitude pruning in the
+     optimizer and int8 quantization-aware training (or float training and post-training
+     calibration when quant.qat is False); resumable like any training run;
+  5. the final model exported in its integer form (workdir/export), re-run with the NumPy
+     integer runtime, and a report (compress_report.json and .md): DCASE2021 and DCASE2022
+     sizes and per-device accuracy of the source, the quantized student and the export.
+The source workdir is only read.
+
+  python -m asc_jax.compress --config=configs/compress.py:mod8 --source_workdir=RUN \
+      --workdir=RUN_compressed [--teacher_workdir=TEACHER[,TEACHER2]]
+"""
+
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from asc_jax import checkpoints
+from asc_jax import complexity
+from asc_jax import distributed
+from asc_jax import evaluate
+from asc_jax import fileio
+from asc_jax import metric_writer
+from asc_jax import models
+from asc_jax import parallel
+from asc_jax import steps
+from asc_jax import train
+from asc_jax.compress import distillation
+from asc_jax.compress import export
+from asc_jax.compress import int8_runtime
+from asc_jax.compress import quantization
+from asc_jax.compress import scoring
+from asc_jax.compress import teacher
+from asc_jax.data import pipeline as data_pipeline
+
+REPORT_JSON = 'compress_report.json'
+REPORT_MARKDOWN = 'compress_report.md'
+ACTIVATION_SCALES_FILE = 'activation_scales.json'
+TEACHER_DIR = 'teacher'
+
+
+def student_config(source: ml_collections.ConfigDict, compress: ml_collections.ConfigDict
+                   ) -> ml_collections.ConfigDict:
+  """The source run's config with compress.train overrides and its prune/distill/quant sections."""
+  config = ml_collections.ConfigDict(source.to_dict())
+  for key, value in compress.train.items():
+    if key not in config.train:
+      raise ValueError(f'compression config key train.{key} is not a config.train key of the '
+                       f'source run; known keys: {", ".join(sorted(config.train))}.')
+    config.train[key] = value
+  for section in ('prune', 'distill', 'quant'):
+    config[section] = ml_collections.ConfigDict(compress[section].to_dict())
+  config.seed = compress.seed
+  if compress.data_dir:
+    config.data.data_dir = compress.data_dir
+  return config
+
+
+def distillation_step_factory(teacher_probs: np.ndarray, distill: ml_collections.ConfigDict):
+  """make_train_step(model, tx, config) whose loss distills from teacher_probs[record index]."""
+
+  def loss_fn(logits, targets, batch):
+    del batch
+    return distillation.distillation_loss_from_teacher_targets(
+        logits, targets['label'], targets['teacher_probs'], alpha=distill.alpha,
+        temperature=distill.temperature)
+
+  def make_train_step(model, tx, config):
+    inner = steps.make_train_step(model, tx, config, loss_fn=loss_fn)
+    table = jnp.asarray(teacher_probs, jnp.float32)
+
+    def train_step(state, batch, base_key):
+      return inner(state, {**batch, 'teacher_probs': table[batch['index']]}, base_key)
+
+    return train_step
+
+  return make_train_step
+
+
+class WarmStartTrainer(train.Trainer):
+  """A Trainer whose first state holds given weights (a fresh optimizer state around them)."""
+
+  def __init__(self, *args, initial_variables: dict[str, Any], **kwargs):
+    super().__init__(*args, **kwargs)
+    self.initial_variables = initial_variables
+
+  def initial_state(self) -> steps.TrainState:
+    params = jax.tree.map(jnp.asarray, self.initial_variables['params'])
+    state = super().initial_state().replace(
+        params=params, batch_stats=jax.tree.map(jnp.asarray, self.initial_variables['batch_stats']),
+        opt_state=self.tx.init(params))
+    return parallel.replicate(state, self.mesh)
+
+
+def calibration_batches(dataset, config: ml_collections.ConfigDict) -> list[np.ndarray]:
+  """The first quant.calibration_batches batches of the train split, in record order."""
+  batches = data_pipeline.eval_batches(dataset.sources['train'],
+                                       batch_size=config.train.eval_batch_size,
+                                       device_names=dataset.device_names)
+  chosen = []
+  for batch in batches:
+    if len(chosen) == config.quant.calibration_batches:
+      break
+    chosen.append(batch['logmel'][batch['mask']])
+  return chosen
+
+
+def teacher_probabilities(config, dataset, workdir: str, source_workdir: str,
+                          teacher_workdirs: Sequence[str], teacher_logits_dir: str,
+                          mesh: jax.sharding.Mesh) -> np.ndarray:
+  """softmax(teacher logits / T) per train record; exports the logits first when needed."""
+  directory = teacher_logits_dir
+  if not directory:
+    directory = os.path.join(workdir, TEACHER_DIR)
+    if not os.path.exists(os.path.join(directory, teacher.METADATA_FILE)):
+      teacher.export_teacher_logits(list(teacher_workdirs) or [source_workdir], directory,
+                                    mesh=mesh)
+  logits = teacher.load_teacher_logits(directory, config, dataset)
+  return np.asarray(distillation.teacher_targets(jnp.asarray(logits), config.distill.temperature))
+
+
+def _accuracy_summary(metrics: dict) -> dict:
+  return dict(accuracy=metrics['accuracy'], log_loss=metrics['log_loss'],
+              per_device={name: row['accuracy'] for name, row in metrics['per_device'].items()})
+
+
+def _size_summary(report: dict) -> dict:
+  keys = ('params', 'nonzero_params', 'bytes_dcase2021', 'kb_dcase2021', 'kib_dcase2021',
+          'bytes_dcase2022', 'kb_dcase2022', 'kib_dcase2022', 'macs')
+  return {key: report[key] for key in keys}
+
+
+def format_markdown(report: dict) -> str:
+  """The before/after table of a compression report."""
+  columns = [('fp32 source', report['source']), ('quantized student', report['student']),
+             ('int8 export (NumPy runtime)', report['export'])]
+  lines = ['| | ' + ' | '.join(name for name, _ in columns) + ' |',
+           '|---|' + '---|' * len(columns)]
+
+  def row(label, values):
+    lines.append(f'| {label} | ' + ' | '.join(values) + ' |')
+
+  def size(key, fmt):
+    row(key, [fmt.format(column['size'][key]) if 'size' in column else '' for _, column in columns])
+
+  size('params', '{:,}')
+  size('nonzero_params', '{:,}')
+  size('bytes_dcase2021', '{:,}')
+  size('kib_dcase2021', '{:.2f} KB')
+  size('bytes_dcase2022', '{:,}')
+  size('macs', '{:,}')
+  row('accuracy', [f'{100 * c["metrics"]["accuracy"]:.2f} %' for _, c in columns])
+  row('log loss', [f'{c["metrics"]["log_loss"]:.3f}' for _, c in columns])
+  for device in report['source']['metrics']['per_device']:
+    row(f'accuracy {device}', [f'{100 * c["metrics"]["per_device"].get(device, float("nan")):.2f} %'
+                               for _, c in columns])
+  lines += ['', f'KB = 1024 bytes (DCASE2021 rule: non-zero entries at their stored width). '
+            f'Export and quantized student agree on {100 * report["prediction_agreement"]:.2f} % '
+            'of test predictions.']
+  return '\n'.join(lines) + '\n'
+
+
+def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
+        teacher_workdirs: Sequence[str] = (), teacher_logits_dir: str = '',
+        which: str = 'latest', devices: Optional[Sequence[jax.Device]] = None) -> Optional[dict]:
+  """Runs the whole pipeline on `devices` (default: all); returns the report, or None when a
+  stop signal ended training (run it again to resume)."""
+  if os.path.abspath(source_workdir) == os.path.abspath(workdir):
+    raise ValueError(f'--workdir {workdir} is the source workdir: compression writes a NEW '
+                     'workdir and never edits the trained one; give another --workdir.')
+  config = student_config(checkpoints.load_config(source_workdir), compress)
+  dataset = distributed.prepare_dataset(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    checkpoints.write_run_files(workdir, config, train.dataset_info(dataset))
+  mesh = parallel.make_mesh(devices)
+  network = models.build_model(config.model)
+  source_variables = checkpoints.load_variables(source_workdir, which)
+  batch_size = config.train.eval_batch_size
+
+  def metrics_of(logits, scored):
+    return evaluate.compute_metrics(logits, scored['label'], scored['device'],
+                                    dataset.class_names, dataset.device_names)
+
+  source_scored = scoring.score_split(network, source_variables, dataset, 'test', batch_size, mesh)
+  source = dict(metrics=_accuracy_summary(metrics_of(source_scored['logits'], source_scored)),
+                size=_size_summary(complexity.measure(source_variables, config.model,
+                                                      dataset.input_shape)))
+
+  make_step = steps.make_train_step
+  if config.distill.alpha > 0:
+    make_step = distillation_step_factory(
+        teacher_probabilities(config, dataset, workdir, source_workdir, teacher_workdirs,
+                              teacher_logits_dir, mesh), config.distill)
+  quantized = config.quant.enabled
+  int8_activations = quantized and config.quant.activations == 'int8'
+  scales = (quantization.calibrate_activation_scales(
+      network, source_variables, calibration_batches(dataset, config))
+      if int8_activations else None)
+  train_model = (quantization.QuantizedModel(network, scales)
+                 if quantized and config.quant.qat else network)
+  trainer = WarmStartTrainer(config, workdir, dataset, devices, model=train_model,
+                             make_train_step=make_step, initial_variables=source_variables)
+  writer = metric_writer.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  try:
+    state, _ = trainer.fit(writer)
+  finally:
+    writer.close()
+  if int(state.step) < trainer.total_steps:
+    return None
+  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  if int8_activations and not config.quant.qat:
+    scales = quantization.calibrate_activation_scales(network, variables,
+                                                      calibration_batches(dataset, config))
+  final_model = quantization.QuantizedModel(network, scales) if quantized else network
+  student_scored = scoring.score_split(final_model, variables, dataset, 'test', batch_size, mesh)
+  student = dict(metrics=_accuracy_summary(metrics_of(student_scored['logits'], student_scored)))
+  report = dict(source_workdir=os.path.abspath(source_workdir), source=source, student=student,
+                config=dict(prune=config.prune.to_dict(), distill=config.distill.to_dict(),
+                            quant=config.quant.to_dict()))
+  if quantized:
+    export_dir = export.write_export(
+        os.path.join(workdir, export.EXPORT_DIR), variables, config=config,
+        activation_scales=scales, class_names=dataset.class_names,
+        device_names=dataset.device_names, feature_params=dataset.feature_params)
+    runtime = int8_runtime.Int8Model.load(export_dir)
+    export_logits = runtime_logits(runtime, dataset, batch_size)
+    report['export'] = dict(
+        metrics=_accuracy_summary(metrics_of(export_logits, student_scored)),
+        size=_size_summary(complexity.measure(runtime.variables, config.model,
+                                              dataset.input_shape)),
+        directory=os.path.abspath(export_dir))
+    report['prediction_agreement'] = float(np.mean(
+        export_logits.argmax(-1) == student_scored['logits'].argmax(-1)))
+    report['max_logit_difference'] = float(np.max(np.abs(export_logits -
+                                                         student_scored['logits'])))
+  if jax.process_index() == 0:
+    if scales is not None:
+      fileio.atomic_write_json(os.path.join(workdir, ACTIVATION_SCALES_FILE), scales)
+    fileio.atomic_write_json(os.path.join(workdir, REPORT_JSON), report)
+    if quantized:
+      fileio.atomic_write_text(os.path.join(workdir, REPORT_MARKDOWN), format_markdown(report))
+  return report
+
+
+def runtime_logits(runtime: int8_runtime.Int8Model, dataset, batch_size: int) -> np.ndarray:
+  """The NumPy integer runtime's logits for every test record, in record order."""
+  source = dataset.sources['test']
+  parts = []
+  batches = data_pipeline.eval_batches(source, batch_size=batch_size,
+                                       device_names=dataset.device_names)
+  for batch in tqdm.tqdm(batches, desc='int8 runtime', unit='batch', leave=False):
+    parts.append(runtime.logits(batch['logmel'][batch['mask']]))
+  return np.concatenate(parts)

@@ -1,0 +1,122 @@
+"""Teacher logits for knowledge distillation: exported once from trained workdirs, checked on load.
+
+Files (in one directory, never pickled):
+  teacher_logits.npz   'filenames' (unicode [N]) and 'logits' (float32 [N, classes]) of every
+                       record of the train split; with several teachers, their mean logits;
+  teacher_logits.json  dataset, class names, device names, clip length, feature parameters and
+                       the teacher workdirs. A student loads the logits only when its dataset has
+                       the same classes and front end, and every one of its training files is there.
+
+  python -m asc_jax.compress.teacher --workdir=TEACHER[,TEACHER2...] --out=DIR
+"""
+
+import io
+import json
+import os
+from typing import Optional, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from asc_jax import checkpoints
+from asc_jax import distributed
+from asc_jax import fileio
+from asc_jax import models
+from asc_jax import parallel
+from asc_jax.compress import scoring
+from asc_jax.data import datasets
+
+LOGITS_FILE = 'teacher_logits.npz'
+METADATA_FILE = 'teacher_logits.json'
+
+
+def _metadata(config, dataset: datasets.PreparedDataset, workdirs: Sequence[str]) -> dict:
+  return dict(dataset=config.data.name, builder_config=config.data.builder_config,
+              class_names=list(dataset.class_names), device_names=list(dataset.device_names),
+              duration_s=float(dataset.feature_params.get('duration_s',
+                                                          config.features.duration_s)),
+              feature_params=dataset.feature_params,
+              teachers=[os.path.abspath(workdir) for workdir in workdirs],
+              num_examples=int(dataset.num_examples['train']))
+
+
+def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'latest',
+                          mesh: Optional[jax.sharding.Mesh] = None) -> str:
+  """Scores the train split with each teacher workdir and writes their mean logits to out_dir."""
+  if not workdirs:
+    raise ValueError('no teacher workdir given: pass at least one trained workdir.')
+  mesh = mesh or parallel.make_mesh()
+  logits, metadata, filenames = [], None, None
+  for workdir in workdirs:
+    config = checkpoints.load_config(workdir)
+    dataset = distributed.prepare_dataset(config)
+    this = _metadata(config, dataset, workdirs)
+    if metadata is not None and any(this[key] != metadata[key] for key in
+                                    ('dataset', 'builder_config', 'class_names', 'feature_params')):
+      raise ValueError(f'teacher {workdir} was trained on other data or features than '
+                       f'{workdirs[0]}: an ensemble needs teachers of one dataset and front end.')
+    metadata = this
+    scored = scoring.score_split(models.build_model(config.model),
+                                 checkpoints.load_variables(workdir, which), dataset, 'train',
+                                 config.train.eval_batch_size, mesh)
+    logits.append(scored['logits'].astype(np.float32))
+    filenames = scoring.record_filenames(dataset.sources['train'])
+  buffer = io.BytesIO()
+  np.savez(buffer, filenames=np.asarray(filenames, dtype=str),
+           logits=np.mean(logits, axis=0).astype(np.float32))
+  if jax.process_index() == 0:
+    fileio.atomic_write_bytes(os.path.join(out_dir, LOGITS_FILE), buffer.getvalue())
+    fileio.atomic_write_json(os.path.join(out_dir, METADATA_FILE), metadata)
+  return out_dir
+
+
+def load_teacher_logits(directory: str, config, dataset: datasets.PreparedDataset) -> np.ndarray:
+  """float32 [train records, classes]: the teacher logits of each record of dataset's train split.
+
+  Raises ValueError naming the mismatch when the logits were made for other classes, another
+  front end or another dataset, or lack one of the student's training files.
+  """
+  metadata_path = os.path.join(directory, METADATA_FILE)
+  logits_path = os.path.join(directory, LOGITS_FILE)
+  for path in (metadata_path, logits_path):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f'{path} is missing: export teacher logits first '
+                              '(python -m asc_jax.compress.teacher --workdir=... --out=...).')
+  with open(metadata_path, encoding='utf-8') as file:
+    metadata = json.load(file)
+  expected = _metadata(config, dataset, metadata['teachers'])
+  for key in ('class_names', 'duration_s', 'feature_params'):
+    if metadata[key] != expected[key]:
+      raise ValueError(f'{metadata_path}: {key} is {metadata[key]!r} but the student\'s dataset '
+                       f'{config.data.name} has {expected[key]!r}; export the teacher logits again '
+                       'with a teacher trained on the same classes and features.')
+  with np.load(logits_path, allow_pickle=False) as stored:
+    filenames, logits = stored['filenames'], stored['logits']
+  row_of = {str(name): row for row, name in enumerate(filenames)}
+  student_files = scoring.record_filenames(dataset.sources['train'])
+  missing = [name for name in student_files if name not in row_of]
+  if missing:
+    raise ValueError(f'{logits_path} has no logits for {len(missing)} of the student\'s training '
+                     f'files (first: {missing[0]!r}); export the teacher logits on this dataset.')
+  return logits[[row_of[name] for name in student_files]]
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined only when run as a program, so importing this module defines none."""
+  flags.DEFINE_list('workdir', None, 'Trained teacher workdir(s), comma-separated.')
+  flags.DEFINE_string('out', None, 'Directory for teacher_logits.npz and .json.')
+  flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Teacher checkpoint.')
+
+
+def main(argv):
+  values = flags.FLAGS
+  if len(argv) > 1 or not values.workdir or not values.out:
+    raise app.UsageError('usage: python -m asc_jax.compress.teacher --workdir=DIR[,DIR] --out=DIR')
+  print(os.path.join(export_teacher_logits(values.workdir, values.out, values.which), LOGITS_FILE))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

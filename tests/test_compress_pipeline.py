@@ -1,0 +1,94 @@
+"""The compression pipeline for real on the tiny synthetic set: a trained source workdir is
+distilled, pruned and quantized into a new workdir, exported, and re-run by the NumPy runtime."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from asc_jax import checkpoints
+from asc_jax import distributed
+from asc_jax import metric_writer
+from asc_jax import train
+from asc_jax.compress import int8_runtime
+from asc_jax.compress import pipeline
+from asc_jax.compress import pruning
+from asc_jax.compress import teacher
+
+from conftest import load_config_file
+from conftest import tiny_config
+
+CONFIGS = os.path.join(os.path.dirname(__file__), '..', 'configs')
+
+
+@pytest.fixture(scope='module')
+def compressed(tiny_data_dir, tmp_path_factory):
+  root = tmp_path_factory.mktemp('compress')
+  config = tiny_config(tiny_data_dir)
+  config.train.num_epochs = 2
+  source = str(root / 'source')
+  dataset = distributed.prepare_dataset(config)
+  checkpoints.write_run_files(source, config, train.dataset_info(dataset))
+  trainer = train.Trainer(config, source, dataset, devices=jax.devices()[:1])
+  writer = metric_writer.MetricWriter(source)
+  trainer.fit(writer)
+  writer.close()
+  source_files = sorted(os.listdir(os.path.join(source, checkpoints.CHECKPOINT_DIR)))
+  compress = load_config_file(os.path.join(CONFIGS, 'compress.py'), 'tiny')
+  workdir = str(root / 'student')
+  report = pipeline.run(compress, source, workdir, devices=jax.devices()[:1])
+  return dict(report=report, source=source, workdir=workdir, compress=compress,
+              source_files=source_files, config=config)
+
+
+def test_report_sizes_accuracy_and_export_agreement(compressed):
+  report = compressed['report']
+  with open(os.path.join(compressed['workdir'], pipeline.REPORT_JSON)) as file:
+    assert json.load(file)['prediction_agreement'] == report['prediction_agreement']
+  sizes = {part: report[part]['size']['bytes_dcase2021'] for part in ('source', 'export')}
+  assert sizes['export'] < sizes['source'] / 3
+  assert report['prediction_agreement'] >= 0.95
+  for part in ('source', 'student', 'export'):
+    assert set(report[part]['metrics']['per_device']) == {'a', 'b', 'c', 's1', 's2', 's3', 's4',
+                                                          's5', 's6'}
+  markdown = open(os.path.join(compressed['workdir'], pipeline.REPORT_MARKDOWN)).read()
+  assert '| bytes_dcase2021 |' in markdown and '| accuracy s4 |' in markdown
+
+
+def test_sparsity_target_reached_and_pruned_weights_are_zero_in_the_export(compressed):
+  variables = checkpoints.load_variables(compressed['workdir'])
+  prunable = pruning.default_prunable()
+  per_layer = pruning.sparsity_report(variables['params'], prunable)
+  target = compressed['compress'].prune.target_sparsity
+  assert per_layer and all(abs(value - target) < 0.01 for value in per_layer.values())
+  runtime = int8_runtime.Int8Model.load(os.path.join(compressed['workdir'], 'export'))
+  for name, value in per_layer.items():
+    stored = runtime.arrays[f'params/{name}']
+    assert np.mean(stored == 0) >= value
+
+
+def test_rerun_resumes_without_touching_the_source(compressed):
+  again = pipeline.run(compressed['compress'], compressed['source'], compressed['workdir'],
+                       devices=jax.devices()[:1])
+  assert again['student'] == compressed['report']['student']
+  assert sorted(os.listdir(os.path.join(compressed['source'], checkpoints.CHECKPOINT_DIR))) == \
+      compressed['source_files']
+  with pytest.raises(ValueError, match='NEW workdir'):
+    pipeline.run(compressed['compress'], compressed['source'], compressed['source'])
+
+
+def test_teacher_logits_are_checked_against_the_student_dataset(compressed):
+  directory = os.path.join(compressed['workdir'], pipeline.TEACHER_DIR)
+  config = compressed['config']
+  dataset = distributed.prepare_dataset(config)
+  logits = teacher.load_teacher_logits(directory, config, dataset)
+  assert logits.shape == (dataset.num_examples['train'], 10) and logits.dtype == np.float32
+  with open(os.path.join(directory, teacher.METADATA_FILE)) as file:
+    metadata = json.load(file)
+  metadata['feature_params']['n_mels'] += 1
+  with open(os.path.join(directory, teacher.METADATA_FILE), 'w') as file:
+    json.dump(metadata, file)
+  with pytest.raises(ValueError, match='feature_params'):
+    teacher.load_teacher_logits(directory, config, dataset)
