@@ -1,0 +1,156 @@
+"""Multi-host for real: two processes on localhost (2 forced CPU devices each, JAX's gloo CPU
+collectives) train the tiny config and match one process with 4 devices fed the same global
+batches; plus how asc_jax.distributed reads config and environment."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from asc_jax import checkpoints
+from asc_jax import defaults
+from asc_jax import distributed
+from asc_jax import metric_writer
+from asc_jax import parallel
+from asc_jax import train
+from asc_jax.data import datasets
+from asc_jax.data import pipeline
+
+from conftest import tiny_config
+
+WORKER = os.path.join(os.path.dirname(__file__), 'multihost_worker.py')
+NUM_PROCESSES = 2
+
+
+def free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(('localhost', 0))
+    return probe.getsockname()[1]
+
+
+def reference_losses(config, num_processes: int) -> list[float]:
+  """Per-step losses of one process on 4 devices whose global batches are the concatenated
+  per-process batches of a `num_processes`-process run (what the multi-host mesh assembles)."""
+  dataset = datasets.prepare(config)
+  trainer = train.Trainer(config, '', dataset, devices=jax.devices()[:4])
+  shards = [pipeline.train_iterator(
+      dataset.sources['train'], global_batch_size=config.train.batch_size, seed=config.seed,
+      device_names=dataset.device_names, process_index=index, process_count=num_processes)
+      for index in range(num_processes)]
+  state = trainer.initial_state()
+  base_key = jax.random.key(config.seed + 1)
+  losses = []
+  for _ in range(trainer.total_steps):
+    parts = [next(shard) for shard in shards]
+    batch = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    state, metrics = trainer._train_step(state, parallel.to_global_batch(batch, trainer.mesh),
+                                         base_key)
+    losses.append(float(metrics['loss']))
+  return losses
+
+
+@pytest.fixture
+def multihost_config(tiny_data_dir):
+  config = tiny_config(tiny_data_dir)
+  config.train.num_epochs = 2
+  config.train.log_every_steps = 1
+  config.train.checkpoint_every_steps = 100   # one save, at the end (with the final eval)
+  config.model.dropout_rate = 0.0
+  return config
+
+
+def test_two_processes_match_one_process_with_four_devices(multihost_config, tmp_path):
+  config = multihost_config
+  config_json = tmp_path / 'config.json'
+  config_json.write_text(config.to_json())
+  workdir = tmp_path / 'run'
+  coordinator = f'localhost:{free_port()}'
+  environment = dict(os.environ, JAX_PLATFORMS='cpu',
+                     XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  workers = [subprocess.Popen(
+      [sys.executable, WORKER, str(config_json), str(workdir), str(tmp_path / f'result_{i}.json'),
+       coordinator, str(i), str(NUM_PROCESSES)], env=environment, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in range(NUM_PROCESSES)]
+  outputs = []
+  try:
+    for worker in workers:
+      outputs.append(worker.communicate(timeout=420)[0])   # generous: shared CI cores
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+  for index, (worker, output) in enumerate(zip(workers, outputs)):
+    assert worker.returncode == 0, f'process {index} failed:\n{output[-4000:]}'
+
+  results = [json.loads((tmp_path / f'result_{i}.json').read_text()) for i in range(2)]
+  assert [r['process_index'] for r in results] == [0, 1]
+  assert [r['is_primary'] for r in results] == [True, False]
+  assert all(r['joined'] and r['process_count'] == 2 and r['device_count'] == 4
+             and r['local_device_count'] == 2 for r in results)
+  assert results[0]['accuracy'] == results[1]['accuracy']
+  assert results[0]['log_loss'] == results[1]['log_loss']
+
+  history = metric_writer.read_history(str(workdir))
+  multihost = [row['train/loss'] for row in history if 'train/loss' in row]
+  reference = reference_losses(config, NUM_PROCESSES)
+  assert len(multihost) == len(reference) >= 4
+  np.testing.assert_allclose(multihost, reference, rtol=1e-4)
+
+  # Process 0 alone wrote the run files; the checkpoint holds both processes' data iterators.
+  assert (workdir / 'eval_test.json').exists() and (workdir / 'config.json').exists()
+  assert [row['step'] for row in history if 'train/loss' in row] == list(range(1, 7))
+  latest = checkpoints.checkpoint_manager(str(workdir)).latest_step()
+  assert latest == len(reference)
+  data_files = sorted(os.listdir(workdir / checkpoints.CHECKPOINT_DIR / str(latest) / 'data'))
+  assert [name for name in data_files if name.startswith('process_')] == [
+      'process_0-of-2.json', 'process_1-of-2.json']
+  variables = checkpoints.load_variables(str(workdir))
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables['params']))
+
+
+def test_a_single_host_run_joins_nothing(monkeypatch):
+  for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
+    monkeypatch.delenv(name, raising=False)
+  section = defaults.distributed_section()
+  assert distributed.initialize_arguments(section) is None
+  section.num_processes = 1
+  section.coordinator_address = 'host:1234'
+  assert distributed.initialize_arguments(section) is None
+  assert distributed.initialize(defaults.distributed_section()) is False
+  assert distributed.is_primary()
+
+
+def test_explicit_settings_and_environment(monkeypatch):
+  for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
+    monkeypatch.delenv(name, raising=False)
+  section = defaults.distributed_section()
+  section.update(dict(coordinator_address='node0:29500', num_processes=4, process_id=3,
+                      local_device_ids='0,1'))
+  assert distributed.initialize_arguments(section) == dict(
+      coordinator_address='node0:29500', num_processes=4, process_id=3, local_device_ids=[0, 1])
+  monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', 'node7:1')
+  monkeypatch.setenv('JAX_NUM_PROCESSES', '2')
+  monkeypatch.setenv('JAX_PROCESS_ID', '1')
+  assert distributed.initialize_arguments(defaults.distributed_section()) == dict(
+      coordinator_address='node7:1', num_processes=2, process_id=1, local_device_ids=None)
+
+
+@pytest.mark.parametrize('settings, message', [
+    (dict(num_processes=2, process_id=0), 'coordinator_address'),
+    (dict(num_processes=2, coordinator_address='h:1'), 'process_id'),
+    (dict(num_processes=2, coordinator_address='h:1', process_id=2), 'process_id'),
+    (dict(num_processes=2, coordinator_address='h:1', process_id=0, local_device_ids='0;1'),
+     'local_device_ids'),
+])
+def test_incomplete_settings_name_the_key(monkeypatch, settings, message):
+  for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
+    monkeypatch.delenv(name, raising=False)
+  section = defaults.distributed_section()
+  section.update(settings)
+  with pytest.raises(ValueError, match=f'config.distributed.{message}'):
+    distributed.initialize_arguments(section)
