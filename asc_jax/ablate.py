@@ -278,26 +278,30 @@ def ablate(config: ml_collections.ConfigDict, workdir: str, sweeps: Sequence[str
   return rows
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Base experiment config (configs/*.py[:variant]).', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the sweep: a sub-directory per run.')
-_SWEEPS = flags.DEFINE_multi_string('sweep', [], "A config key and its values, 'key=v1,v2,...'; "
-                                    'several --sweep flags form a grid.')
-_SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per variant: config.seed, config.seed + 1, ...')
-_VMAP_SEEDS = flags.DEFINE_bool(
-    'vmap_seeds', False, 'Train the seeds of each variant together in one jax.vmap-ed program '
-    '(no checkpoints; see asc_jax/vmap_sweep.py).')
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program, so importing this module
+  next to other command modules defines no clashing flags."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'Base experiment config (configs/*.py[:variant]).', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory of the sweep: a sub-directory per run.')
+  flags.DEFINE_multi_string('sweep', [], "A config key and its values, 'key=v1,v2,...'; "
+                             'several --sweep flags form a grid.')
+  flags.DEFINE_integer('seeds', 1, 'Seeds per variant: config.seed, config.seed + 1, ...')
+  flags.DEFINE_bool(
+      'vmap_seeds', False, 'Train the seeds of each variant together in one jax.vmap-ed program '
+      '(no checkpoints; see asc_jax/vmap_sweep.py).')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if _CONFIG.value is None or _WORKDIR.value is None:
+  if flags.FLAGS.config is None or flags.FLAGS.workdir is None:
     raise app.UsageError('--config and --workdir are required.')
-  distributed.initialize(_CONFIG.value.distributed)
-  train.enable_compilation_cache(_CONFIG.value.train.compilation_cache_dir)
-  ablate(_CONFIG.value, _WORKDIR.value, _SWEEPS.value, _SEEDS.value, _VMAP_SEEDS.value)
+  distributed.initialize(flags.FLAGS.config.distributed)
+  train.enable_compilation_cache(flags.FLAGS.config.train.compilation_cache_dir)
+  ablate(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.sweep, flags.FLAGS.seeds, _VMAPflags.FLAGS.seeds)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -26,15 +26,6 @@ from asc_jax import features
 
 AUDIO_EXTENSIONS = ('.wav', '.flac')
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a finished training run.')
-_JSON = flags.DEFINE_bool('json', False, 'Print a JSON list instead of a table.')
-_TOP_K = flags.DEFINE_integer('top_k', 3, 'How many of the most probable classes to print.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Clips per forward pass.')
-_INT8 = flags.DEFINE_bool('int8', False, 'Use the int8 export of --workdir (written by '
-                          'python -m asc_jax.compress), run by the NumPy integer runtime.')
-_CHECKPOINT = flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'best'],
-                                'Which checkpoint of the workdir to use.')
-
 
 def collect_audio_files(paths: Sequence[str]) -> list[str]:
   """The given files, and the .wav/.flac files under the given folders (recursive, sorted)."""
@@ -127,26 +118,39 @@ def to_json(results: Sequence[dict], k: int) -> str:
              for result in results]
   return json.dumps(entries, indent=2)
 
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program, so importing this module
+  next to other command modules defines no clashing flags."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a finished training run.')
+  flags.DEFINE_bool('json', False, 'Print a JSON list instead of a table.')
+  flags.DEFINE_integer('top_k', 3, 'How many of the most probable classes to print.')
+  flags.DEFINE_integer('batch_size', 16, 'Clips per forward pass.')
+  flags.DEFINE_bool('int8', False, 'Use the int8 export of --workdir (written by '
+                    'python -m asc_jax.compress), run by the NumPy integer runtime.')
+  flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'best'],
+                    'Which checkpoint of the workdir to use.')
+
 
 def main(argv: Sequence[str]) -> int:
   paths = argv[1:]
-  if _WORKDIR.value is None or not paths:
+  if flags.FLAGS.workdir is None or not paths:
     raise app.UsageError('usage: python -m asc_jax.predict --workdir=DIR [--json] [--top_k=3] '
                          'PATH...  (audio files or folders)')
   logging.set_verbosity(logging.WARNING)   # Orbax logs every restore step at INFO.
   from asc_jax import checkpoints  # Imported here: --help must not load the model stack.
   try:
     files = collect_audio_files(paths)
-    if _INT8.value:
+    if flags.FLAGS.int8:
       from asc_jax.compress import export  # Imported here, like checkpoints.
-      bundle = export.load_inference_bundle(_WORKDIR.value)
+      bundle = export.load_inference_bundle(flags.FLAGS.workdir)
     else:
-      bundle = checkpoints.load_for_inference(_WORKDIR.value, _CHECKPOINT.value)
+      bundle = checkpoints.load_for_inference(flags.FLAGS.workdir, flags.FLAGS.checkpoint)
   except FileNotFoundError as error:
     print(f'error: {error}', file=sys.stderr)
     return 1
-  results = predict_files(bundle, files, _BATCH_SIZE.value)
-  output = to_json(results, _TOP_K.value) if _JSON.value else format_table(results, _TOP_K.value)
+  results = predict_files(bundle, files, flags.FLAGS.batch_size)
+  top_k = flags.FLAGS.top_k
+  output = to_json(results, top_k) if flags.FLAGS.json else format_table(results, top_k)
   if output:
     print(output)
   failed = [result for result in results if 'error' in result]
@@ -158,4 +162,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -12,19 +12,23 @@ from ml_collections import config_flags
 
 from asc_jax.translation import fit
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Translator config (configs/translator.py[:variant]).', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the translator and its report.')
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program, so importing this module
+  next to other command modules defines no clashing flags."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'Translator config (configs/translator.py[:variant]).', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory for the translator and its report.')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if _CONFIG.value is None or _WORKDIR.value is None:
+  if flags.FLAGS.config is None or flags.FLAGS.workdir is None:
     raise app.UsageError('--config and --workdir are required, e.g. '
                          '--config=configs/translator.py --workdir=/tmp/asc_translator')
-  fit.train_translator(_CONFIG.value, _WORKDIR.value)
+  fit.train_translator(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
