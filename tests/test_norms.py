@@ -1,4 +1,5 @@
-"""ResNorm, RFN and 'none' against their formulas (REFERENCE.md section 2)."""
+"""ResNorm, RFN and 'none' against their formulas (REFERENCE.md section 2); the standardization
+kernel's gradient against automatic differentiation."""
 
 import jax
 import jax.numpy as jnp
@@ -56,3 +57,26 @@ def test_none_is_identity_and_dtype_is_kept():
 def test_unknown_kind_names_the_config_key():
   with pytest.raises(ValueError, match='norm='):
     norms.FrequencyNorm('batch').apply({}, _spectrogram())
+
+
+def _naive_standardize(x, axes):
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  return (x - mean) / jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True) + EPS)
+
+
+@pytest.mark.parametrize('axes', [(2, 3), (1, 2, 3), (0, 2)])
+def test_standardize_gradient_equals_autodiff_of_the_formula(axes):
+  x = _spectrogram()
+  cotangent = jax.random.normal(jax.random.key(3), x.shape)
+  grad, expected = (jax.grad(lambda x: jnp.sum(f(x) * cotangent))(x) for f in
+                    (lambda x: norms.standardize(x, axes, EPS), lambda x: _naive_standardize(x, axes)))
+  np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_standardize_keeps_float32_precision_with_a_large_offset():
+  """Two-pass statistics: with an offset of 1e4 over unit-scale noise, E[x^2] - E[x]^2 in float32
+  is off by O(1); the two-pass result is off only by the float32 rounding of the mean."""
+  x = np.asarray(_spectrogram()) + np.float32(1e4)
+  y = norms.standardize(jnp.asarray(x), (2, 3), EPS)
+  np.testing.assert_allclose(y, _freq_in_numpy(x.astype(np.float64)), atol=5e-3)
+

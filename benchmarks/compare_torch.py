@@ -1,0 +1,90 @@
+"""asc_jax against the PyTorch reference (../shared/bench/torch_bcresnet_mod.py), alternating.
+
+Both run BC-ResNet-Mod-k on the same random [batch, 256, 431] input on the same machine. The JAX
+steps are compiled once, in this process; then each round runs, for each mode (train, eval), the
+PyTorch reference once per memory format (a fresh subprocess each, warm-up included) and
+immediately after it asc_jax, so both see the same load. The ratio of a round is asc_jax's clips/s
+over the faster PyTorch format's clips/s in that round; the summary gives the median over rounds.
+
+The asc_jax train step is the real one (steps.make_train_step: SpecAugment, cross-entropy with
+label smoothing, the optax chain, non-finite guard); the reference does forward, cross-entropy,
+backward and SGD with momentum and weight decay. Both update BatchNorm statistics and use dropout.
+
+  python benchmarks/compare_torch.py --rounds=3 --batch=32
+  python benchmarks/compare_torch.py --torch_python=/path/to/venv/bin/python --modes=eval
+"""
+
+import json
+import os
+import statistics
+import subprocess
+
+from absl import app
+from absl import flags
+
+import harness
+
+_TORCH_PYTHON = flags.DEFINE_string('torch_python', '/work/torchvenv/bin/python',
+                                    'A Python with torch==2.13.0 and numpy.')
+_TORCH_SCRIPT = flags.DEFINE_string(
+    'torch_script', os.path.join(harness.ROOT, '..', 'shared', 'bench', 'torch_bcresnet_mod.py'),
+    'The PyTorch reference script.')
+_FORMATS = flags.DEFINE_list('torch_formats', ['channels_last', 'nchw'],
+                             'PyTorch memory formats to run each round.')
+_MODES = flags.DEFINE_list('modes', ['train', 'eval'], 'train and/or eval.')
+_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Alternating rounds.')
+_WIDTH = flags.DEFINE_integer('width', 8, 'k of BC-ResNet-Mod-k.')
+_BATCH = flags.DEFINE_integer('batch', 32, 'Clips per step (both frameworks).')
+_FRAMES = flags.DEFINE_integer('frames', 431, 'Frames per clip.')
+_STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per run (median reported).')
+
+
+def torch_run(mode: str, memory_format: str) -> dict:
+  command = [_TORCH_PYTHON.value, _TORCH_SCRIPT.value, '--json', f'--width={_WIDTH.value}',
+             f'--batch={_BATCH.value}', '--mels=256', f'--frames={_FRAMES.value}',
+             f'--steps={_STEPS.value}', '--warmup=1']
+  if memory_format == 'channels_last':
+    command.append('--channels-last')
+  if mode == 'eval':
+    command.append('--eval-only')
+  completed = subprocess.run(command, capture_output=True, text=True, check=False)
+  if completed.returncode:
+    raise RuntimeError(f'{_TORCH_SCRIPT.value} failed (check --torch_python={_TORCH_PYTHON.value} '
+                       f'has torch and numpy):\n{completed.stderr[-2000:]}')
+  return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+  del argv
+  config = harness.experiment_config(f'mod{_WIDTH.value}')
+  runners = {'train': harness.TrainRunner, 'eval': harness.EvalRunner}
+  jax_steps = {}
+  for mode in _MODES.value:
+    jax_steps[mode] = runners[mode](config, _BATCH.value, _FRAMES.value)
+    print(f'asc_jax {mode} step compiled and warm: {harness.time_calls(jax_steps[mode], 1)}',
+          flush=True)
+  rows = []
+  for round_index in range(1, _ROUNDS.value + 1):
+    for mode in _MODES.value:
+      row = dict(round=round_index, mode=mode)
+      for memory_format in _FORMATS.value:
+        row[f'torch_{memory_format}'] = torch_run(mode, memory_format)['clips_per_s']
+      timing = harness.time_calls(jax_steps[mode], _STEPS.value)
+      row['asc_jax'] = round(_BATCH.value / timing['median_step_s'], 2)
+      best_torch = max(row[f'torch_{memory_format}'] for memory_format in _FORMATS.value)
+      row['ratio'] = round(row['asc_jax'] / best_torch, 2)
+      rows.append(row)
+      harness.print_table([row], list(row))
+  print(f'\nBC-ResNet-Mod-{_WIDTH.value}, batch {_BATCH.value}, 256 x {_FRAMES.value}, clips/s '
+        '(ratio = asc_jax / faster PyTorch format, same round):')
+  harness.print_table(rows, list(rows[0]))
+  summary = {mode: statistics.median(row['ratio'] for row in rows if row['mode'] == mode)
+             for mode in _MODES.value}
+  print('median ratio: ' + ', '.join(f'{mode} {ratio:.2f}x' for mode, ratio in summary.items()))
+  harness.write_results(f'compare_torch_mod{_WIDTH.value}_b{_BATCH.value}',
+                        dict(rounds=rows, median_ratio=summary, batch=_BATCH.value,
+                             frames=_FRAMES.value, torch_script=os.path.abspath(_TORCH_SCRIPT.value)))
+
+
+if __name__ == '__main__':
+  app.run(main)

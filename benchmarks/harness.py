@@ -1,0 +1,142 @@
+"""Shared pieces of the benchmark scripts: the real config, step and state, timing, tables, JSON.
+
+The steps timed here are asc_jax's own: `steps.make_train_step` with the optax chain of
+`optim.make_optimizer` (augmentation included), jitted as `train.Trainer` jits them (state
+donated), and `steps.make_eval_step`. Results go to benchmarks/results/<name>.json.
+"""
+
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from asc_jax import models
+from asc_jax import optim
+from asc_jax import steps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, 'benchmarks', 'results')
+
+
+def experiment_config(variant: str = 'mod8', **model_overrides) -> ml_collections.ConfigDict:
+  """configs/bcresnet.py:<variant>, with config.model keys overridden."""
+  spec = importlib.util.spec_from_file_location('bcresnet_config',
+                                                os.path.join(ROOT, 'configs', 'bcresnet.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(variant)
+  config.model.update(model_overrides)
+  return config
+
+
+def random_batch(config: ml_collections.ConfigDict, batch_size: int, frames: int,
+                 seed: int = 0) -> dict[str, jax.Array]:
+  """Random log-mels [B, n_mels, frames] and labels [B]."""
+  key_x, key_y = jax.random.split(jax.random.key(seed))
+  return {'logmel': jax.random.normal(key_x, (batch_size, config.features.n_mels, frames)),
+          'label': jax.random.randint(key_y, (batch_size,), 0, config.model.num_classes)}
+
+
+def train_step_and_state(config: ml_collections.ConfigDict, frames: int
+                         ) -> tuple[Callable, steps.TrainState]:
+  """The jitted, state-donating train step of asc_jax and a fresh state for [n_mels, frames]."""
+  model = models.build_model(config.model)
+  tx, _ = optim.make_optimizer(config.train, steps_per_epoch=100)
+  state = jax.jit(lambda key: steps.init_state(model, tx, (config.features.n_mels, frames), key))(
+      jax.random.key(config.seed))
+  return jax.jit(steps.make_train_step(model, tx, config), donate_argnums=(0,)), state
+
+
+def eval_step_and_state(config: ml_collections.ConfigDict, frames: int
+                        ) -> tuple[Callable, steps.TrainState]:
+  """The jitted eval step of asc_jax (logits) and a fresh state."""
+  _, state = train_step_and_state(config, frames)
+  return jax.jit(steps.make_eval_step(models.build_model(config.model))), state
+
+
+class TrainRunner:
+  """Calls the train step on one batch, carrying the (donated) state from call to call."""
+
+  def __init__(self, config: ml_collections.ConfigDict, batch_size: int, frames: int):
+    self.step, self.state = train_step_and_state(config, frames)
+    self.batch = random_batch(config, batch_size, frames)
+    self.key = jax.random.key(1)
+
+  def __call__(self) -> None:
+    self.state, metrics = self.step(self.state, self.batch, self.key)
+    jax.block_until_ready(metrics)
+
+
+class EvalRunner:
+  """Calls the eval step on one batch."""
+
+  def __init__(self, config: ml_collections.ConfigDict, batch_size: int, frames: int):
+    self.step, self.state = eval_step_and_state(config, frames)
+    self.batch = random_batch(config, batch_size, frames)
+
+  def __call__(self) -> None:
+    jax.block_until_ready(self.step(self.state, self.batch))
+
+
+def time_calls(function: Callable[[], None], steps_timed: int, warmup: int = 1) -> dict:
+  """Seconds of the first call (compilation), then median and minimum of `steps_timed` calls."""
+  start = time.perf_counter()
+  function()
+  first = time.perf_counter() - start
+  for _ in range(warmup):
+    function()
+  times = []
+  for _ in range(steps_timed):
+    start = time.perf_counter()
+    function()
+    times.append(time.perf_counter() - start)
+  return dict(first_call_s=round(first, 2), median_step_s=round(statistics.median(times), 4),
+              min_step_s=round(min(times), 4))
+
+
+def machine() -> dict:
+  """What the figures were measured on."""
+  cpu = platform.processor()
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as cpuinfo:
+      names = [line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name')]
+    cpu = names[0] if names else cpu
+  return dict(cpu=cpu, cores=os.cpu_count(), load_average_1min=round(os.getloadavg()[0], 2),
+              jax=jax.__version__, backend=jax.default_backend(),
+              device=jax.devices()[0].device_kind, python=platform.python_version(),
+              date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+
+
+def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
+  widths = [max(len(column), *(len(str(row.get(column, ''))) for row in rows)) for column in columns]
+  print('  '.join(column.rjust(width) for column, width in zip(columns, widths)))
+  for row in rows:
+    print('  '.join(str(row.get(column, '')).rjust(width) for column, width in zip(columns, widths)))
+
+
+def write_results(name: str, payload: Any) -> str:
+  """benchmarks/results/<name>.json, written to a temporary file first and renamed."""
+  os.makedirs(RESULTS_DIR, exist_ok=True)
+  path = os.path.join(RESULTS_DIR, f'{name}.json')
+  handle, temporary = tempfile.mkstemp(dir=RESULTS_DIR, suffix='.tmp')
+  with os.fdopen(handle, 'w') as output:
+    json.dump({'machine': machine(), 'results': payload}, output, indent=2, default=_plain)
+  os.replace(temporary, path)
+  print(f'wrote {path}')
+  return path
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, (np.generic, jnp.ndarray)):
+    return np.asarray(value).tolist()
+  raise TypeError(f'cannot write {type(value).__name__} to JSON')
