@@ -32,6 +32,7 @@ from ml_collections import config_flags
 from asc_jax import checkpoints
 from asc_jax import distributed
 from asc_jax import fileio
+from asc_jax import host_memory
 from asc_jax import reports
 from asc_jax import train
 from asc_jax import vmap_sweep
@@ -303,5 +304,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()
   define_flags()
   app.run(main)

@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from asc_jax import defaults
 from asc_jax import distributed
+from asc_jax import host_memory
 from asc_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py[:variant]).',
@@ -43,4 +44,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()
   app.run(main)

@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from asc_jax import host_memory
 from asc_jax.translation import fit
 
 def define_flags() -> None:
@@ -30,5 +31,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()
   define_flags()
   app.run(main)

@@ -19,8 +19,9 @@ import os
 import statistics
 import subprocess
 
-from absl import app
 from absl import flags
+
+from asc_jax import host_memory
 
 import harness
 
@@ -37,6 +38,20 @@ _WIDTH = flags.DEFINE_integer('width', 8, 'k of BC-ResNet-Mod-k.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Clips per step (both frameworks).')
 _FRAMES = flags.DEFINE_integer('frames', 431, 'Frames per clip.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per run (median reported).')
+_TORCH_HUGE_PAGES = flags.DEFINE_bool(
+    'torch_huge_pages', False, 'Run PyTorch with the glibc huge-page tunable asc_jax sets for '
+    'itself (asc_jax/host_memory.py); off: PyTorch as it ships.')
+
+
+def torch_environment() -> dict[str, str]:
+  """This process's environment, without asc_jax's huge-page tunable unless asked for."""
+  environment = dict(os.environ)
+  if not _TORCH_HUGE_PAGES.value:
+    tunables = [part for part in environment.pop('GLIBC_TUNABLES', '').split(':')
+                if part and not part.startswith(host_memory.TUNABLE)]
+    if tunables:
+      environment['GLIBC_TUNABLES'] = ':'.join(tunables)
+  return environment
 
 
 def torch_run(mode: str, memory_format: str) -> dict:
@@ -47,7 +62,8 @@ def torch_run(mode: str, memory_format: str) -> dict:
     command.append('--channels-last')
   if mode == 'eval':
     command.append('--eval-only')
-  completed = subprocess.run(command, capture_output=True, text=True, check=False)
+  completed = subprocess.run(command, capture_output=True, text=True, check=False,
+                             env=torch_environment())
   if completed.returncode:
     raise RuntimeError(f'{_TORCH_SCRIPT.value} failed (check --torch_python={_TORCH_PYTHON.value} '
                        f'has torch and numpy):\n{completed.stderr[-2000:]}')
@@ -81,10 +97,12 @@ def main(argv):
   summary = {mode: statistics.median(row['ratio'] for row in rows if row['mode'] == mode)
              for mode in _MODES.value}
   print('median ratio: ' + ', '.join(f'{mode} {ratio:.2f}x' for mode, ratio in summary.items()))
-  harness.write_results(f'compare_torch_mod{_WIDTH.value}_b{_BATCH.value}',
+  suffix = '_torch_huge_pages' if _TORCH_HUGE_PAGES.value else ''
+  harness.write_results(f'compare_torch_mod{_WIDTH.value}_b{_BATCH.value}{suffix}',
                         dict(rounds=rows, median_ratio=summary, batch=_BATCH.value,
-                             frames=_FRAMES.value, torch_script=os.path.abspath(_TORCH_SCRIPT.value)))
+                             frames=_FRAMES.value, torch_huge_pages=_TORCH_HUGE_PAGES.value,
+                             torch_script=os.path.abspath(_TORCH_SCRIPT.value)))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

@@ -16,7 +16,6 @@ import os
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 import soundfile
@@ -100,4 +99,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

@@ -15,17 +15,25 @@ import tempfile
 import time
 from typing import Any, Callable, Sequence
 
+from absl import app
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from asc_jax import host_memory
 from asc_jax import models
 from asc_jax import optim
 from asc_jax import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, 'benchmarks', 'results')
+
+
+def run(main: Callable) -> None:
+  """Runs a benchmark's absl main the way asc_jax's commands run (host_memory's huge pages)."""
+  host_memory.reexec_with_huge_pages()
+  app.run(main)
 
 
 def experiment_config(variant: str = 'mod8', **model_overrides) -> ml_collections.ConfigDict:

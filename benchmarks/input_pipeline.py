@@ -16,7 +16,6 @@ import os
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 
 from asc_jax.data import datasets
@@ -71,4 +70,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

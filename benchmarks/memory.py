@@ -13,7 +13,6 @@ import resource
 import subprocess
 import sys
 
-from absl import app
 from absl import flags
 
 import harness
@@ -62,4 +61,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

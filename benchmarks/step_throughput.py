@@ -11,7 +11,6 @@ convolution forms and batch sizes is timed.
   python benchmarks/step_throughput.py --dtype=bfloat16 --variant=mod4
 """
 
-from absl import app
 from absl import flags
 
 import harness
@@ -47,4 +46,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

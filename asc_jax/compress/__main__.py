@@ -8,6 +8,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from asc_jax import host_memory
+
 config_flags.DEFINE_config_file('config', 'configs/compress.py',
                                 'Compression config file[:variant].')
 flags.DEFINE_string('source_workdir', None, 'Trained workdir to compress (only read).')
@@ -36,4 +38,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()
   app.run(main)

@@ -23,6 +23,7 @@ import numpy as np
 from asc_jax import checkpoints
 from asc_jax import distributed
 from asc_jax import fileio
+from asc_jax import host_memory
 from asc_jax import models
 from asc_jax import parallel
 from asc_jax.compress import scoring
@@ -118,5 +119,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()
   define_flags()
   app.run(main)
