@@ -300,7 +300,8 @@ def main(argv):
     raise app.UsageError('--config and --workdir are required.')
   distributed.initialize(flags.FLAGS.config.distributed)
   train.enable_compilation_cache(flags.FLAGS.config.train.compilation_cache_dir)
-  ablate(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.sweep, flags.FLAGS.seeds, _VMAPflags.FLAGS.seeds)
+  ablate(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.sweep, flags.FLAGS.seeds,
+         flags.FLAGS.vmap_seeds)
 
 
 if __name__ == '__main__':

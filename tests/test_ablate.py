@@ -4,6 +4,9 @@ skipping finished runs, and the mean +- std summary."""
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ from asc_jax import defaults
 from asc_jax import metric_writer
 
 from conftest import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def base_config():
@@ -91,8 +96,15 @@ def test_tiny_sweep_writes_table_csv_and_plot_and_skips_finished_runs(tiny_data_
   assert f'| {variants[0]} | 1 | {accuracy:.1f} ± 0.0 |' in markdown
   assert (tmp_path / 'ablation.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
+  # The command line, on the finished sweep: nothing retrains, the same outputs are written.
   history_sizes = [len(metric_writer.read_history(str(tmp_path / v / 'seed_0'))) for v in variants]
-  again = ablate.ablate(config, str(tmp_path), ['model.norm_lambda=0,0.5'], num_seeds=1)
-  assert again == rows
+  csv_text = (tmp_path / 'ablation.csv').read_text()
+  (tmp_path / 'ablation.csv').unlink()
+  subprocess.run([sys.executable, '-m', 'asc_jax.ablate', '--config=configs/quickstart.py:tiny',
+                  f'--config.data.data_dir={tiny_data_dir}', '--config.data.num_workers=1',
+                  '--config.train.compilation_cache_dir=', '--config.train.num_epochs=1',
+                  '--sweep=model.norm_lambda=0,0.5', '--seeds=1', f'--workdir={tmp_path}'],
+                 cwd=ROOT, check=True, capture_output=True)
+  assert (tmp_path / 'ablation.csv').read_text() == csv_text
   assert [len(metric_writer.read_history(str(tmp_path / v / 'seed_0')))
           for v in variants] == history_sizes
