@@ -9,8 +9,10 @@ same command picks a sweep up where it stopped. With every run done it writes
   ablation.csv  one row per variant and seed: overall, real, seen and unseen accuracy, log loss
   ablation.md   a markdown table of mean +- standard deviation over seeds per variant
   ablation.png  mean and spread (each seed a dot) of the accuracy per device group per variant
-With --vmap_seeds the seeds of a variant train together in one jax.vmap-ed program
-(asc_jax/vmap_sweep.py); other swept values change the compiled program and train one by one.
+With --vmap the runs that differ only in their seed and in optimizer hyperparameters held in the
+optimizer state (asc_jax.optim.VMAPPABLE_KEYS: train.learning_rate, train.weight_decay) train
+together in one jax.vmap-ed program (asc_jax/vmap_sweep.py); other swept values change the
+compiled program, so each of their combinations forms its own group.
 """
 
 import copy
@@ -33,6 +35,7 @@ from asc_jax import checkpoints
 from asc_jax import distributed
 from asc_jax import fileio
 from asc_jax import host_memory
+from asc_jax import optim
 from asc_jax import reports
 from asc_jax import train
 from asc_jax import vmap_sweep
@@ -152,13 +155,20 @@ def finished_metrics(run_dir: str) -> Optional[dict]:
     return json.load(file)
 
 
-def train_seeds_together(config: ml_collections.ConfigDict, workdir: str, runs: Sequence[Run]
-                         ) -> dict[Run, dict]:
-  """Trains the seeds of one variant in one vmapped program (asc_jax.vmap_sweep); writes each
+def program_key(run: Run) -> tuple[tuple[str, Any], ...]:
+  """The run's overrides that change the compiled program: all but optim.VMAPPABLE_KEYS."""
+  return tuple((key, value) for key, value in run.overrides if key not in optim.VMAPPABLE_KEYS)
+
+
+def train_together(config: ml_collections.ConfigDict, workdir: str, runs: Sequence[Run]
+                   ) -> dict[Run, dict]:
+  """Trains runs sharing one program_key in one vmapped program (asc_jax.vmap_sweep); writes each
   run's config, dataset description and final evaluation report."""
   base = run_config(config, runs[0])
   dataset = distributed.prepare_dataset(base)
-  group = vmap_sweep.SeedGroup(base, dataset, [run.seed for run in runs])
+  members = [vmap_sweep.Member(run.seed, tuple((key, value) for key, value in run.overrides
+                                               if key in optim.VMAPPABLE_KEYS)) for run in runs]
+  group = vmap_sweep.RunGroup(base, dataset, members)
   stacked, _ = group.fit()
   results = dict(zip(runs, group.evaluate(stacked)))
   if distributed.is_primary():
@@ -170,26 +180,26 @@ def train_seeds_together(config: ml_collections.ConfigDict, workdir: str, runs: 
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, runs: Sequence[Run],
-              vmap_seeds: bool = False) -> Optional[list[dict]]:
-  """Trains every unfinished run (a variant's seeds in one vmapped program with `vmap_seeds`);
-  the CSV rows of all runs, or None when a stop signal ended a run early."""
-  rows = []
-  for variant, group in itertools.groupby(runs, key=lambda run: run.variant):
-    group = list(group)
-    results = {run: finished_metrics(os.path.join(workdir, run.directory)) for run in group}
-    pending = [run for run in group if results[run] is None]
-    print(f'{variant}: {len(group) - len(pending)} of {len(group)} seeds already finished')
-    if vmap_seeds and len(pending) > 1:
-      results.update(train_seeds_together(config, workdir, pending))
-    else:
-      for run in pending:
-        results[run] = train.train_and_evaluate(run_config(config, run),
-                                                os.path.join(workdir, run.directory))
-        if results[run] is None:
-          print(f'{run.directory} stopped before the end; run the same command again to resume.')
-          return None
-    rows += [result_row(run, results[run]) for run in group]
-  return rows
+              vmap: bool = False) -> Optional[list[dict]]:
+  """Trains every unfinished run (with `vmap`, those sharing a program_key in one vmapped
+  program); the CSV rows of all runs in grid order, or None when a stop signal ended a run early."""
+  results = {run: finished_metrics(os.path.join(workdir, run.directory)) for run in runs}
+  pending = [run for run in runs if results[run] is None]
+  print(f'{len(runs) - len(pending)} of {len(runs)} runs already finished')
+  groups: dict[tuple, list[Run]] = {}
+  for run in pending:
+    groups.setdefault(program_key(run) if vmap else (run,), []).append(run)
+  for group in groups.values():
+    if len(group) > 1:
+      results.update(train_together(config, workdir, group))
+      continue
+    (run,) = group
+    results[run] = train.train_and_evaluate(run_config(config, run),
+                                            os.path.join(workdir, run.directory))
+    if results[run] is None:
+      print(f'{run.directory} stopped before the end; run the same command again to resume.')
+      return None
+  return [result_row(run, results[run]) for run in runs]
 
 
 def summarize(rows: Sequence[dict]) -> list[dict]:
@@ -266,11 +276,11 @@ def write_outputs(workdir: str, rows: Sequence[dict]) -> None:
 
 
 def ablate(config: ml_collections.ConfigDict, workdir: str, sweeps: Sequence[str],
-           num_seeds: int, vmap_seeds: bool = False) -> Optional[list[dict]]:
+           num_seeds: int, vmap: bool = False) -> Optional[list[dict]]:
   """Runs (or resumes) the sweep grid and writes the outputs on process 0; returns the CSV rows,
   or None when a stop signal interrupted it."""
   runs = grid(config, sweeps, num_seeds)
-  rows = run_sweep(config, workdir, runs, vmap_seeds)
+  rows = run_sweep(config, workdir, runs, vmap)
   if rows is None:
     return None
   if distributed.is_primary():
@@ -289,8 +299,9 @@ def define_flags() -> None:
                              'several --sweep flags form a grid.')
   flags.DEFINE_integer('seeds', 1, 'Seeds per variant: config.seed, config.seed + 1, ...')
   flags.DEFINE_bool(
-      'vmap_seeds', False, 'Train the seeds of each variant together in one jax.vmap-ed program '
-      '(no checkpoints; see asc_jax/vmap_sweep.py).')
+      'vmap', False, 'Train runs that differ only in seed, train.learning_rate or '
+      'train.weight_decay together in one jax.vmap-ed program (no checkpoints; see '
+      'asc_jax/vmap_sweep.py).')
 
 
 def main(argv):
@@ -301,7 +312,7 @@ def main(argv):
   distributed.initialize(flags.FLAGS.config.distributed)
   train.enable_compilation_cache(flags.FLAGS.config.train.compilation_cache_dir)
   ablate(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.sweep, flags.FLAGS.seeds,
-         flags.FLAGS.vmap_seeds)
+         flags.FLAGS.vmap)
 
 
 if __name__ == '__main__':

@@ -143,6 +143,7 @@ def prune_section() -> ml_collections.ConfigDict:
       scope='layerwise',            # layerwise (each kernel to the target) | global (one threshold).
       min_size=256,                 # kernels with fewer entries are never pruned.
       never_prune=(),               # regexes on parameter paths such as 'Dense_0/kernel'.
+      prune_depthwise=False,        # also prune kernels with one input channel per group.
   ))
 
 

@@ -1,13 +1,16 @@
-"""Seeds trained together: one compiled program steps S train states stacked on a leading axis.
+"""Runs trained together: one compiled program steps S train states stacked on a leading axis.
 
-jax.vmap maps the ordinary train step (asc_jax.steps) over the seed axis of the state, the batch
-and the PRNG key, so seed s gets exactly what a separate run with config.seed = s gets: its own
-initialisation, dropout and augmentation keys and data order. Only seeds are mapped: they leave
-the program unchanged for every config, whereas other hyperparameters are baked into the model
-and optimizer as constants. The seeds compile once instead of S times and their small per-seed
-steps fill the devices better. Runs are not checkpointed: an interrupted seed group starts again.
+The runs of a group differ only in their seed and in the optimizer hyperparameters that live in
+the optimizer state (asc_jax.optim.VMAPPABLE_KEYS: peak learning rate, weight decay). jax.vmap maps
+the ordinary train step (asc_jax.steps) over the run axis of the state, the batch and the PRNG
+key, so each run gets exactly what its separate run gets: its own initialisation, dropout and
+augmentation keys, data order and hyperparameter values. Other hyperparameters (model widths,
+ResNorm lambda, augmentation rates, ...) are constants of the compiled program and cannot be mapped.
+The group compiles once instead of S times and its small per-run steps fill the devices better.
+Runs are not checkpointed: an interrupted group starts again.
 """
 
+import dataclasses
 import functools
 from typing import Optional, Sequence
 
@@ -17,6 +20,7 @@ import numpy as np
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
+from asc_jax import optim
 from asc_jax import parallel
 from asc_jax import steps
 from asc_jax import train
@@ -28,18 +32,32 @@ def _keys(seeds: jax.Array) -> jax.Array:
   return jax.vmap(jax.random.key)(seeds)
 
 
-class SeedGroup:
-  """Trains `seeds` of one config in one vmapped program and evaluates each seed."""
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One run of a group: its seed and its values of optim.VMAPPABLE_KEYS (others: the config's)."""
+  seed: int
+  hyperparameters: tuple[tuple[str, float], ...] = ()
+
+
+class RunGroup:
+  """Trains the `members` of one config in one vmapped program and evaluates each of them."""
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset,
-               seeds: Sequence[int], devices: Optional[Sequence[jax.Device]] = None):
+               members: Sequence[Member], devices: Optional[Sequence[jax.Device]] = None):
     self.trainer = train.Trainer(config, '', dataset, devices)   # model, optimizer, mesh, eval
-    self.config, self.dataset, self.seeds = config, dataset, tuple(seeds)
+    self.config, self.dataset, self.members = config, dataset, tuple(members)
+    self.seeds = tuple(member.seed for member in self.members)
     trainer, mesh = self.trainer, self.trainer.mesh
     replicated = parallel.replicated(mesh)
     self._batch_sharding = NamedSharding(mesh, PartitionSpec(None, parallel.DATA_AXIS))
     init = functools.partial(steps.init_state, trainer.model, trainer.tx, dataset.input_shape)
-    self._init = jax.jit(lambda seeds: jax.vmap(init)(_keys(seeds)), out_shardings=replicated)
+
+    def init_members(seeds, hyperparameters):
+      states = jax.vmap(init)(_keys(seeds))
+      return states.replace(opt_state=optim.with_hyperparameters(states.opt_state,
+                                                                 hyperparameters))
+
+    self._init = jax.jit(init_members, out_shardings=replicated)
     self._base_keys = jax.jit(lambda seeds: _keys(seeds + 1), out_shardings=replicated)
     self._train_step = jax.jit(jax.vmap(steps.make_train_step(trainer.model, trainer.tx, config)),
                                in_shardings=(replicated, self._batch_sharding, replicated),
@@ -56,14 +74,26 @@ class SeedGroup:
     return {name: jax.make_array_from_process_local_data(
         self._batch_sharding, np.stack([part[name] for part in parts])) for name in parts[0]}
 
+  def stacked_hyperparameters(self) -> dict[str, np.ndarray]:
+    """Every VMAPPABLE_KEYS key a member sets: its values over the members (the config's value
+    for members that do not set it)."""
+    keys = sorted({key for member in self.members for key, _ in member.hyperparameters})
+    for key in keys:
+      if key not in optim.VMAPPABLE_KEYS:
+        raise ValueError(f'{key} cannot vary inside a vmapped group: only '
+                         f'{", ".join(optim.VMAPPABLE_KEYS)} and the seed can.')
+    return {key: np.asarray([dict(member.hyperparameters).get(key, _config_value(self.config, key)) for member in
+                             self.members], np.float32) for key in keys}
+
   def fit(self) -> tuple[steps.TrainState, np.ndarray]:
-    """The stacked final states and the losses [steps, seeds]."""
+    """The stacked final states and the losses [steps, members]."""
     seeds = np.asarray(self.seeds, np.int32)
-    state, base_keys = self._init(seeds), self._base_keys(seeds)
+    state = self._init(seeds, self.stacked_hyperparameters())
+    base_keys = self._base_keys(seeds)
     iterators, losses = self._iterators(), []
     total = self.trainer.total_steps
-    clips = self.config.train.batch_size * len(self.seeds)
-    with tqdm.tqdm(total=total * clips, desc=f'train {len(self.seeds)} seeds', unit='clip',
+    clips = self.config.train.batch_size * len(self.members)
+    with tqdm.tqdm(total=total * clips, desc=f'train {len(self.members)} runs', unit='clip',
                    unit_scale=True, disable=jax.process_index() != 0) as progress:
       for _ in range(total):
         state, metrics = self._train_step(state, self._stacked_batch(iterators), base_keys)
@@ -71,19 +101,23 @@ class SeedGroup:
         progress.update(clips)
     bad = np.asarray(jax.device_get(state.nonfinite_step))
     if np.any(bad >= 0):
-      seed = self.seeds[int(np.argmax(bad >= 0))]
+      member = self.members[int(np.argmax(bad >= 0))]
       raise train.NonFiniteLossError(
-          f'seed {seed}: the loss became NaN or inf at step {int(bad.max())}; lower '
+          f'{member}: the loss became NaN or inf at step {int(bad.max())}; lower '
           'config.train.learning_rate or set config.train.grad_clip_norm.')
     return state, np.asarray(jax.device_get(losses))
 
   def evaluate(self, stacked: steps.TrainState) -> list[dict]:
-    """Test metrics of each seed's state (exact evaluation, as train_and_evaluate does)."""
+    """Test metrics of each member's state (exact evaluation, as train_and_evaluate does)."""
     return [self.trainer.evaluate(jax.tree.map(functools.partial(_take, index=index), stacked),
                                   step=self.trainer.total_steps, write_files=False)
-            for index in range(len(self.seeds))]
+            for index in range(len(self.members))]
 
 
 @jax.jit
 def _take(leaf: jax.Array, index: int) -> jax.Array:
   return leaf[index]
+
+
+def _config_value(config: ml_collections.ConfigDict, key: str) -> float:
+  return functools.reduce(getattr, key.split('.'), config)

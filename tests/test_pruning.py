@@ -36,8 +36,8 @@ def loss(params, goal):
   return sum(jnp.sum((p - g)**2) for p, g in zip(jax.tree.leaves(params), jax.tree.leaves(goal)))
 
 
-def make_step(tx):
-  goal = param_tree(seed=1)
+def make_step(tx, goal=None):
+  goal = param_tree(seed=1) if goal is None else goal
 
   @jax.jit
   def step(params, opt_state):
@@ -48,8 +48,8 @@ def make_step(tx):
   return step
 
 
-def run(tx, params, num_steps):
-  step = make_step(tx)
+def run(tx, params, num_steps, goal=None):
+  step = make_step(tx, goal)
   opt_state = tx.init(params)
   for _ in range(num_steps):
     params, opt_state = step(params, opt_state)
@@ -154,6 +154,17 @@ def test_never_prune_regexes_and_min_size():
   assert report['Small_0/kernel'] == 0.8   # 10 entries, now large enough: round(7.5) = 8 pruned.
   with pytest.raises(ValueError, match='never_prune'):
     pruning.default_prunable(never_prune=('(',))
+
+
+def test_depthwise_kernels_are_kept_whole_unless_asked():
+  params = {**param_tree(), 'Depthwise_0': {'kernel': jax.random.normal(jax.random.key(9),
+                                                                        (3, 1, 1, 96))}}
+  goal = jax.tree.map(lambda leaf: -leaf, params)
+  kept, _ = run(sgd_with_pruning(), params, 13, goal)
+  assert pruning.sparsity_report(kept)['Depthwise_0/kernel'] == 0.0
+  assert pruning.sparsity_report(kept)['Conv_0/kernel'] == 0.75
+  pruned, _ = run(sgd_with_pruning(prune_depthwise=True), params, 13, goal)
+  assert pruning.sparsity_report(pruned)['Depthwise_0/kernel'] == 0.75
 
 
 def test_update_without_params_is_refused():
