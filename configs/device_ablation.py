@@ -10,7 +10,7 @@ Variants by argument, all on configs/quickstart.py's data, model and schedule:
 
   python -m asc_jax.translate --config=configs/translator.py --workdir=/tmp/asc_translator
   for variant in baseline resnorm translation freqmixstyle all; do
-    python -m asc_jax.ablate --config=configs/device_ablation.py:$variant --seeds=3 \
+    python -m asc_jax.ablate --config=configs/device_ablation.py:$variant --seeds=2 \
         --workdir=/tmp/asc_device_ablation/$variant \
         --config.augment.translation_workdir=/tmp/asc_translator
   done
