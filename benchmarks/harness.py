@@ -5,6 +5,7 @@ The steps timed here are asc_jax's own: `steps.make_train_step` with the optax c
 donated), and `steps.make_eval_step`. Results go to benchmarks/results/<name>.json.
 """
 
+import csv
 import datetime
 import importlib.util
 import json
@@ -20,14 +21,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import soundfile
 
 from asc_jax import host_memory
 from asc_jax import models
 from asc_jax import optim
 from asc_jax import steps
+from asc_jax.data import tau2020
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, 'benchmarks', 'results')
+TAU_SAMPLE_RATE = 44100
+TAU_SECONDS = 10.0
 
 
 def run(main: Callable) -> None:
@@ -94,6 +99,32 @@ class EvalRunner:
 
   def __call__(self) -> None:
     jax.block_until_ready(self.step(self.state, self.batch))
+
+
+def write_tau_shaped(root: str, num_clips: int, seed: int = 0) -> None:
+  """num_clips noise WAVs in the TAU 2020 Mobile layout (audio/, meta.csv, evaluation_setup/
+  fold1_*.csv): 10 s, 44.1 kHz, mono, PCM_24; every fourth clip in the test split."""
+  rng = np.random.default_rng(seed)
+  os.makedirs(os.path.join(root, 'audio'))
+  os.makedirs(os.path.join(root, 'evaluation_setup'))
+  rows = []
+  for index in range(num_clips):
+    scene = tau2020.SCENES[index % len(tau2020.SCENES)]
+    device = tau2020.DEVICES[index % 3]
+    filename = f'audio/{scene}-barcelona-{index}-{index}-{device}.wav'
+    samples = 0.1 * rng.standard_normal(int(TAU_SAMPLE_RATE * TAU_SECONDS))
+    soundfile.write(os.path.join(root, filename), samples, TAU_SAMPLE_RATE, subtype='PCM_24')
+    rows.append((filename, scene, f'barcelona-{index}', device, 'test' if index % 4 == 3 else 'train'))
+  _write_tsv(os.path.join(root, 'meta.csv'),
+             [('filename', 'scene_label', 'identifier', 'source_label')] + [r[:4] for r in rows])
+  for split, name in (('train', 'fold1_train.csv'), ('test', 'fold1_evaluate.csv')):
+    _write_tsv(os.path.join(root, 'evaluation_setup', name),
+               [('filename', 'scene_label')] + [r[:2] for r in rows if r[4] == split])
+
+
+def _write_tsv(path: str, rows: list) -> None:
+  with open(path, 'w', newline='') as file:
+    csv.writer(file, delimiter='\t').writerows(rows)
 
 
 def time_calls(function: Callable[[], None], steps_timed: int, warmup: int = 1) -> dict:

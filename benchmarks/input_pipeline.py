@@ -1,7 +1,7 @@
 """Input pipeline throughput: clips/s the Grain training iterator delivers from a prepared TAU
 dataset, against the clips/s the train step consumes.
 
-Builds a TAU-shaped dataset (benchmarks/features.py writes the audio; the real TAU builder
+Builds a TAU-shaped dataset (harness.write_tau_shaped writes the audio; the real TAU builder
 prepares it: 256 x 431 float32 log-mels in array_record shards), then reads batches from
 asc_jax.data.pipeline.train_iterator (shuffled, batched, endless) as training does. The train
 step's clips/s comes from benchmarks/results/step_throughput_mod8_float32.json (train rows, the
@@ -21,7 +21,6 @@ from absl import flags
 from asc_jax.data import datasets
 from asc_jax.data import pipeline
 
-import features
 import harness
 
 _CLIPS = flags.DEFINE_integer('clips', 96, 'TAU-shaped clips to prepare.')
@@ -49,7 +48,7 @@ def main(argv):
   config = harness.experiment_config('mod8')
   with tempfile.TemporaryDirectory(prefix='asc_jax_pipeline_') as scratch:
     root = os.path.join(scratch, 'tau')
-    features.write_tau_shaped(root, _CLIPS.value)
+    harness.write_tau_shaped(root, _CLIPS.value)
     config.data.update(manual_dir=root, data_dir=os.path.join(scratch, 'tfds'), num_workers=0)
     dataset = datasets.prepare(config)
     iterator = pipeline.train_iterator(dataset.sources['train'], global_batch_size=_BATCH.value,
