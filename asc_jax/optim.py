@@ -61,8 +61,8 @@ def make_optimizer(train: ml_collections.ConfigDict, steps_per_epoch: int,
       parts.append(optax.clip_by_global_norm(train.grad_clip_norm))
     if train.optimizer != 'adamw':
       parts.append(optax.add_decayed_weights(weight_decay))
-    parts.append(base_optimizer(train, learning_rate_schedule(train, steps_per_epoch, learning_rate),
-                                weight_decay))
+    schedule = learning_rate_schedule(train, steps_per_epoch, learning_rate)
+    parts.append(base_optimizer(train, schedule, weight_decay))
     if pruning is not None:
       parts.append(pruning)
     return optax.chain(*parts)

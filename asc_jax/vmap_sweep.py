@@ -75,15 +75,11 @@ class RunGroup:
         self._batch_sharding, np.stack([part[name] for part in parts])) for name in parts[0]}
 
   def stacked_hyperparameters(self) -> dict[str, np.ndarray]:
-    """Every VMAPPABLE_KEYS key a member sets: its values over the members (the config's value
-    for members that do not set it)."""
+    """Every key a member sets (optim.with_hyperparameters checks it is in VMAPPABLE_KEYS): its
+    values over the members, the config's value for members that do not set it."""
     keys = sorted({key for member in self.members for key, _ in member.hyperparameters})
-    for key in keys:
-      if key not in optim.VMAPPABLE_KEYS:
-        raise ValueError(f'{key} cannot vary inside a vmapped group: only '
-                         f'{", ".join(optim.VMAPPABLE_KEYS)} and the seed can.')
-    return {key: np.asarray([dict(member.hyperparameters).get(key, _config_value(self.config, key)) for member in
-                             self.members], np.float32) for key in keys}
+    return {key: np.asarray([dict(member.hyperparameters).get(key, _config_value(self.config, key))
+                             for member in self.members], np.float32) for key in keys}
 
   def fit(self) -> tuple[steps.TrainState, np.ndarray]:
     """The stacked final states and the losses [steps, members]."""

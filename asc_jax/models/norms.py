@@ -78,4 +78,3 @@ class FrequencyNorm(nn.Module):
       return x
     raise ValueError(f'model config key norm={self.kind!r} is unknown; '
                      f'choose one of {", ".join(NORM_KINDS)}.')
-
