@@ -117,6 +117,12 @@ def logmel(waveform: np.ndarray, features: Mapping[str, Any]) -> np.ndarray:
   return np.log(filterbank @ power + params['log_offset']).astype(np.float32)
 
 
+def warm_up(features: Mapping[str, Any]) -> None:
+  """Runs the front end once on silence: loads librosa's lazily imported code in a new process."""
+  params = feature_params(features)
+  logmel(np.zeros(params['n_fft'], np.float32), params)
+
+
 def extract_logmel(path: str, features: Mapping[str, Any]) -> np.ndarray:
   """load_audio + logmel for one file."""
   params = feature_params(features)

@@ -4,17 +4,16 @@ Every builder here subclasses `LogmelBuilder`: it names its clips (`read_clips`,
 anything is written) and how to turn a clip's source into a log-mel (`extractor`). The base
 class writes array_record shards whose examples carry 'logmel' float32 [n_mels, frames],
 'label' (ClassLabel) and the Text fields 'device', 'city', 'identifier', 'segment_id',
-'filename'. Extraction runs in a 'spawn' process pool (never fork: the parent may hold jax)
-with a progress bar. A failed build leaves no directory behind. Reading needs only the
-prepared directory (`tfds.builder_from_directory`), not the audio or the builder class.
+'filename'. Extraction runs in an `extraction.ExtractionPool` kept for the whole build, with
+a progress bar per split. A failed build leaves no directory behind.
+Reading needs only the prepared directory (`tfds.builder_from_directory`), not the audio or
+the builder class.
 """
 
 import abc
 import collections
-import contextlib
 import dataclasses
 import functools
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -22,14 +21,13 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-import tqdm
 
 from asc_jax import features as features_lib
 from asc_jax.data import catalog
+from asc_jax.data import extraction
 
 TEXT_FIELDS = ('device', 'city', 'identifier', 'segment_id', 'filename')
 SPLITS = ('train', 'test')
-BLAS_THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
 @dataclasses.dataclass(eq=False)
@@ -69,6 +67,7 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def __init__(self, *, config: LogmelConfig, data_dir: str, num_workers: int = 0, **kwargs):
     self.num_workers = num_workers
     self._clips = None
+    self._pool = None
     self.data_root = resolve_data_dir(data_dir)
     super().__init__(config=config, data_dir=self.data_root,
                      file_format='array_record', **kwargs)
@@ -126,12 +125,15 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.info.metadata['device_counts'] = {
         split: dict(sorted(collections.Counter(clip.device for clip in clips).items()))
         for split, clips in self.clips().items()}
-    return {split: self._generate_examples(split, clips)
+    pool = self._pool or extraction.ExtractionPool(1, self.builder_config.feature_params,
+                                                   self.data_root)
+    logmels = pool.schedule(self.extractor(), {
+        f'{self.name} {split}': [clip.source for clip in clips]
+        for split, clips in self.clips().items()})
+    return {split: self._generate_examples(clips, logmels[f'{self.name} {split}'])
             for split, clips in self.clips().items()}
 
-  def _generate_examples(self, split: str, clips: Sequence[catalog.Clip]) -> Iterator:
-    logmels = parallel_map(self.extractor(), [clip.source for clip in clips], self.num_workers,
-                           f'{self.name} {split}')
+  def _generate_examples(self, clips: Sequence[catalog.Clip], logmels: Iterator) -> Iterator:
     for clip, logmel in zip(clips, logmels):
       example = {'logmel': logmel, 'label': clip.label}
       example.update({name: getattr(clip, name) for name in TEXT_FIELDS})
@@ -142,13 +144,22 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return os.fspath(self.data_path)
 
   def build(self) -> None:
-    """Validates the catalogue, then writes every split; a failure leaves no directory behind."""
-    self.clips()
+    """Validates the catalogue, then writes every split; a failure leaves no directory behind.
+
+    The extraction workers start first, so that they warm up while the catalogue is
+    validated, and serve every split.
+    """
+    os.makedirs(self.data_root, exist_ok=True)
+    with extraction.ExtractionPool(self.num_workers, self.builder_config.feature_params,
+                                   self.data_root) as self._pool:
+      self.clips()
+      self._write_splits()
+
+  def _write_splits(self) -> None:
     config_dir = os.path.dirname(self.prepared_dir)
     dataset_dir = os.path.dirname(config_dir)
     first_new = next((path for path in (dataset_dir, config_dir) if not os.path.exists(path)),
                      None)
-    os.makedirs(self.data_root, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=self.data_root, prefix='.downloads-') as downloads:
       try:
         self.download_and_prepare(download_dir=downloads, file_format='array_record')
@@ -161,52 +172,6 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 def is_prepared(path: str) -> bool:
   """Whether `path` holds a finished build (TFDS renames its incomplete dir only at the end)."""
   return os.path.isfile(os.path.join(path, 'dataset_info.json'))
-
-
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-  """Sets environment variables (inherited by processes started inside), then restores them."""
-  saved = {name: os.environ.get(name) for name in values}
-  os.environ.update(values)
-  try:
-    yield
-  finally:
-    for name, value in saved.items():
-      if value is None:
-        os.environ.pop(name, None)
-      else:
-        os.environ[name] = value
-
-
-def available_cores() -> int:
-  """CPU cores this process may run on (respects affinity masks and container limits)."""
-  if hasattr(os, 'sched_getaffinity'):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
-
-
-def extraction_chunksize(num_items: int, workers: int) -> int:
-  return max(1, min(16, num_items // (workers * 8)))
-
-
-def parallel_map(function: Callable, items: Sequence, num_workers: int, description: str
-                 ) -> Iterator:
-  """function(item) for every item, in order, over `num_workers` spawned processes (0 = all)."""
-  workers = min(num_workers or available_cores(), max(1, len(items)))
-  with tqdm.tqdm(total=len(items), unit='clip', desc=description, smoothing=0.1) as bar:
-    if workers == 1:
-      for result in map(function, items):
-        bar.update()
-        yield result
-      return
-    # One BLAS thread per worker: the processes already use every core, and threaded BLAS on
-    # these small matrices is several times slower.
-    with environment({name: '1' for name in BLAS_THREAD_VARIABLES}):
-      pool = multiprocessing.get_context('spawn').Pool(workers)
-    with pool:
-      for result in pool.imap(function, items, extraction_chunksize(len(items), workers)):
-        bar.update()
-        yield result
 
 
 def file_extractor(feature_params: Mapping) -> Callable[[str], np.ndarray]:
