@@ -49,7 +49,7 @@ def test_report_sizes_accuracy_and_export_agreement(compressed):
     assert json.load(file)['prediction_agreement'] == report['prediction_agreement']
   sizes = {part: report[part]['size']['bytes_dcase2021'] for part in ('source', 'export')}
   assert sizes['export'] < sizes['source'] / 3
-  assert report['prediction_agreement'] >= 0.95
+  assert report['prediction_agreement'] >= 0.95 and report['max_logit_difference'] < 0.1
   for part in ('source', 'student', 'export'):
     assert set(report[part]['metrics']['per_device']) == {'a', 'b', 'c', 's1', 's2', 's3', 's4',
                                                           's5', 's6'}
@@ -92,3 +92,14 @@ def test_teacher_logits_are_checked_against_the_student_dataset(compressed):
     json.dump(metadata, file)
   with pytest.raises(ValueError, match='feature_params'):
     teacher.load_teacher_logits(directory, config, dataset)
+
+
+def test_export_agreement_counts_differing_predictions_and_their_margins():
+  student = np.array([[2.0, 1.0, 0.0], [0.0, 1.00, 0.98], [5.0, 0.0, 0.0]], np.float32)
+  exported = np.array([[2.0, 1.0, 0.0], [0.0, 0.97, 0.99], [5.0, 0.0, 0.1]], np.float32)
+  agreement = pipeline.export_agreement(exported, student)
+  assert agreement['prediction_agreement'] == pytest.approx(2 / 3)
+  assert agreement['disagreements'] == 1
+  assert agreement['max_disagreement_margin'] == pytest.approx(0.02, abs=1e-6)
+  assert agreement['max_logit_difference'] == pytest.approx(0.1, abs=1e-6)
+  assert pipeline.export_agreement(student, student)['max_disagreement_margin'] == 0.0

@@ -5,6 +5,7 @@ import functools
 import json
 import os
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from asc_jax import models
 from asc_jax.compress import export
 from asc_jax.compress import int8_runtime
 from asc_jax.compress import quantization
+from asc_jax.models import layers
 
 INPUT_SHAPE = (32, 24)
 
@@ -104,3 +106,36 @@ def test_dcase_sizes_of_the_stored_form(exported):
   dense = complexity.measure(exported['variables'], exported['config'].model, INPUT_SHAPE)
   assert report['bytes_dcase2021'] < dense['bytes_dcase2021'] / 3
   assert report['macs'] == dense['macs']
+
+
+def test_every_convolution_computes_as_the_runtime_does_given_the_same_input(exported):
+  """Layer by layer, from identical inputs: the training code's int8 inference path and the
+  NumPy runtime agree to float32 rounding (the whole network may differ where an activation
+  lands within an ulp of a rounding boundary; see compress.pipeline.export_agreement)."""
+  runtime = int8_runtime.Int8Model.load(exported['directory'])
+  model = models.build_model(exported['config'].model)
+  quantized = quantization.QuantizedModel(model, exported['scales'])
+  captured = {}
+
+  def capture(next_fun, args, kwargs, context):
+    output = next_fun(*args, **kwargs)
+    if isinstance(context.module, layers.Conv) and context.method_name == '__call__':
+      captured[context.module.name if context.module.name in ('stem', 'head') else
+               '/'.join(context.module.path)] = (args[0], output)
+    return output
+
+  def run(variables, x):
+    with nn.intercept_methods(capture):
+      quantized.apply(variables, x, train=False)
+    return dict(captured)
+
+  layers_seen = jax.device_get(jax.jit(run)(exported['variables'], exported['x']))
+  for name, padding, strides in (('stem', ((2, 2), (2, 2)), (2, 2)), ('head', ((0, 0), (0, 0)),
+                                                                      (1, 1)),
+                                 ('stage1_block0/point_conv', ((0, 0), (0, 0)), (1, 1))):
+    inputs, outputs = layers_seen[name]
+    np.testing.assert_allclose(runtime.conv(inputs, name, padding, strides), outputs,
+                               rtol=1e-6, atol=1e-6)
+  inputs, outputs = layers_seen['stage1_block0/freq_conv']
+  accumulated = runtime.accumulate(inputs, 'stage1_block0/freq_conv', ((1, 1), (0, 0)))
+  np.testing.assert_array_equal(accumulated, outputs)   # integer sums, times the input scale.

@@ -10,8 +10,9 @@ An export directory (written by asc_jax.compress.export) holds:
                  right before the norm; 'params/<layer>/kernel_scale' float16 [C_out] for the other
                  kernels, and their 'params/<layer>/bias' float32; with int8 activations,
                  'quant/<layer>/input_scale' float32 scalars.
-A convolution multiplies int8 inputs by int8 weights with exact integer accumulation, then
-rescales (input scale, then kernel scale or the folded norm); the rest runs in float32. Supported
+A convolution quantizes its input as clip(round(x * float32(1 / input_scale)), -128, 127),
+multiplies it by the int8 weights with exact integer accumulation, then rescales (input scale,
+then kernel scale or the folded norm); the rest runs in float32. Supported
 network: BC-ResNet-Mod (manifest model.name 'bcresnet_mod').
 
   model = Int8Model.load('workdir/export'); logits = model.logits(logmel)   # logmel [N, F, T]
@@ -72,9 +73,10 @@ def nest(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
+  """(x - mean) / sqrt(var + eps) in the training code's order: mean, then mean square deviation."""
   mean = x.mean(axis=axes, keepdims=True)
-  var = np.maximum(np.square(x).mean(axis=axes, keepdims=True) - np.square(mean), 0)
-  return (x - mean) / np.sqrt(var + np.float32(eps))
+  var = np.square(x - mean).mean(axis=axes, keepdims=True)
+  return (x - mean) * (np.float32(1) / np.sqrt(var + np.float32(eps)))
 
 
 def _shifted_conv(x: np.ndarray, kernel: np.ndarray, padding, strides) -> np.ndarray:
@@ -127,7 +129,7 @@ class Int8Model:
     if input_scale_name not in self.arrays:
       return _shifted_conv(x.astype(np.float64), kernel, padding, strides).astype(np.float32)
     input_scale = self._get(input_scale_name)
-    q = np.clip(np.round(x / input_scale), INT8_MIN, INT8_MAX)
+    q = np.clip(np.round(x * (np.float32(1) / input_scale)), INT8_MIN, INT8_MAX)
     return _shifted_conv(q, kernel, padding, strides).astype(np.float32) * input_scale
 
   def conv(self, x: np.ndarray, layer: str, padding=((0, 0), (0, 0)), strides=(1, 1)

@@ -5,7 +5,8 @@ Scheme (the numbers asc_jax.compress.int8_runtime reproduces from an export):
                computed by qwix.quantize (absmax calibration: scale = max|w| / 127.5,
                q = clip(round(w / scale), -128, 127)); the per-channel scales are stored as float16;
   activations  the input of every `layers.Conv`, int8 per tensor, symmetric, with a static scale
-               from calibration (scale = calibrated max|x| / 127.5, same rounding and clipping);
+               from calibration (scale = calibrated max|x| / 127.5; q = clip(round(x * s'),
+               -128, 127) with s' = 1 / scale rounded to float32);
   inference    every BatchNorm / SubSpectralNorm becomes the affine x * m + o with
                m = scale / sqrt(var + eps) and o = bias - mean * m, stored as float16 (the export
                folds each kernel's scale into the m of the norm after it);
@@ -64,9 +65,18 @@ def scale_from_absmax(absmax: float) -> float:
   return float(np.float32(absmax) / np.float32(INT8_SYMMETRIC_BOUND)) if absmax > 0 else 1.0
 
 
+def inverse_scale(scale: float) -> np.float32:
+  """1 / scale rounded once to float32: activations are quantized as round(x * inverse_scale).
+
+  Written as a product on purpose: XLA turns x / constant into that product anyway, and the
+  NumPy runtime must round exactly the same numbers to land on the same integers.
+  """
+  return np.float32(1) / np.float32(scale)
+
+
 def quantize_activation(x: jax.Array, scale: float) -> jax.Array:
   """int8 values of x at a static per-tensor scale (as float32: cast where integers are needed)."""
-  return jnp.clip(jnp.round(x.astype(jnp.float32) / np.float32(scale)), INT8_MIN, INT8_MAX)
+  return jnp.clip(jnp.round(x.astype(jnp.float32) * inverse_scale(scale)), INT8_MIN, INT8_MAX)
 
 
 def fake_quantize_activation(x: jax.Array, scale: float) -> jax.Array:
@@ -137,6 +147,24 @@ def _inference_norm(module: nn.BatchNorm, x: jax.Array, params: Mapping[str, Any
   return y.astype(x.dtype)
 
 
+def _integer_conv(module: layers.Conv, x: jax.Array, input_scale: float) -> jax.Array:
+  """What an exported convolution computes, in the same float32 operations and order.
+
+  int8 inputs times int8 weights, accumulated exactly (every partial sum of these networks stays
+  far below 2**24, so float32 holds it exactly in any summation order), times the input scale;
+  a kernel not folded into the norm after it then takes its own scale and bias.
+  """
+  params = module.variables['params']
+  values, kernel_scale = quantize_kernel(params['kernel'])
+  inputs = quantize_activation(x, input_scale)
+  y = module.convolve(inputs, values.astype(jnp.float32)) * np.float32(input_scale)
+  if not _is_folded_conv(module):
+    y = y * kernel_scale.astype(jnp.float32)
+    if module.use_bias:
+      y = y + params['bias'].astype(jnp.float32)
+  return y.astype(x.dtype)
+
+
 def module_path(module: nn.Module) -> str:
   return '/'.join(module.path)
 
@@ -146,27 +174,34 @@ def quantizing_interceptor(activation_scales: Optional[ActivationScales],
   """An intercept_methods hook: int8 fake-quantized kernels, and inputs when scales are given.
 
   With `inference_params` (the params of an inference pass), norms and the kernels before them
-  compute exactly as exported: integer kernels, scale folded into the float16 norm multiplier.
+  compute as exported: integer kernels, scale folded into the float16 norm multiplier; with
+  int8 inputs too, every convolution runs as `_integer_conv`, the export's own arithmetic.
   """
+
+  def input_scale(module: layers.Conv) -> float:
+    path = module_path(module)
+    if path not in activation_scales:
+      raise KeyError(f'no calibrated int8 input scale for convolution {path!r}: the activation '
+                     'scales come from another architecture; calibrate again.')
+    return activation_scales[path]
 
   def intercept(next_fun, args, kwargs, context):
     module = context.module
-    if (inference_params is not None and isinstance(module, nn.BatchNorm)
+    inference = inference_params is not None
+    if (inference and isinstance(module, nn.BatchNorm)
         and context.method_name == '__call__' and module.use_running_average):
       return _inference_norm(module, args[0], inference_params)
     if not isinstance(module, layers.Conv):
       return next_fun(*args, **kwargs)
     if context.method_name == 'transform_kernel':
       kernel = next_fun(*args, **kwargs)
-      if inference_params is not None and _is_folded_conv(module):
+      if inference and _is_folded_conv(module):
         return quantize_kernel(kernel)[0].astype(jnp.float32)
       return fake_quantize_kernel(kernel)
     if context.method_name == '__call__' and activation_scales is not None:
-      path = module_path(module)
-      if path not in activation_scales:
-        raise KeyError(f'no calibrated int8 input scale for convolution {path!r}: the activation '
-                       'scales come from another architecture; calibrate again.')
-      return next_fun(fake_quantize_activation(args[0], activation_scales[path]), *args[1:],
+      if inference:
+        return _integer_conv(module, args[0], input_scale(module))
+      return next_fun(fake_quantize_activation(args[0], input_scale(module)), *args[1:],
                       **kwargs)
     return next_fun(*args, **kwargs)
 
@@ -232,6 +267,7 @@ def scheme_description(quant: ml_collections.ConfigDict) -> dict[str, Any]:
       activations=dict(dtype='int8' if quant.activations == 'int8' else 'float32',
                        where='input of every convolution', granularity='per tensor',
                        symmetric=True, scale='calibrated max|x| / 127.5',
+                       quantized='round(x * float32(1 / scale))',
                        rounding='half to even', clip=[INT8_MIN, INT8_MAX]),
       normalizations=dict(dtype='float16', form='x * multiplier + offset (BatchNorm and '
                           'SubSpectralNorm in inference mode; a preceding kernel scale folded into '

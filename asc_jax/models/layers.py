@@ -54,19 +54,21 @@ class Conv(nn.Module):
     kernel_shape = (*self.kernel_size, in_features // self.groups, self.features)
     kernel = self.param('kernel', torch_like_kernel_init, kernel_shape, jnp.float32)
     kernel = self.transform_kernel(kernel).astype(self.dtype)
-    x = x.astype(self.dtype)
-    if self.impl == 'fast' and self._is_pointwise():
-      y = self._pointwise(x, kernel[0, 0])
-    elif self.impl == 'fast' and self._is_depthwise(in_features):
-      y = self._shifted_sum(x, kernel[:, :, 0, :])
-    else:
-      y = jax.lax.conv_general_dilated(
-          x, kernel, window_strides=self.strides, padding=self.padding, rhs_dilation=self.dilation,
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=self.groups)
+    y = self.convolve(x.astype(self.dtype), kernel)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32
                          ).astype(self.dtype)
     return y
+
+  def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x convolved with `kernel` in this layer's form, without the bias, in their dtype."""
+    if self.impl == 'fast' and self._is_pointwise():
+      return self._pointwise(x, kernel[0, 0])
+    if self.impl == 'fast' and self._is_depthwise(x.shape[-1]):
+      return self._shifted_sum(x, kernel[:, :, 0, :])
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=self.strides, padding=self.padding, rhs_dilation=self.dilation,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=self.groups)
 
   def _is_pointwise(self) -> bool:
     return (self.kernel_size == (1, 1) and self.groups == 1 and self.strides == (1, 1)
