@@ -20,9 +20,6 @@ from asc_jax.compress import int8_runtime
 from asc_jax.compress import quantization
 
 EXPORT_DIR = 'export'
-# Kernel -> the normalization right after it, inside a BC-ResBlock: the kernel's per-channel scale
-# is folded into that normalization's multiplier.
-FOLDED_INTO = {'pre_conv': 'pre_bn', 'freq_conv': 'ssn/bn', 'time_conv': 'time_bn'}
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, np.ndarray]:
