@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from asc_jax import defaults
 from asc_jax import features as features_lib
 from asc_jax.data import builder_base
 from asc_jax.data import extraction
@@ -86,3 +87,12 @@ def test_a_result_larger_than_its_slot_is_refused(tmp_path):
   finally:
     slots.remove()
   assert os.listdir(tmp_path) == []
+
+
+def test_clips_in_flight_are_capped_by_memory(tmp_path):
+  tau_shaped = extraction.ExtractionPool(2, defaults.reference_features(), str(tmp_path),
+                                         max_ahead=4096)
+  assert tau_shaped.slot_bytes == 256 * 431 * 4
+  in_flight = tau_shaped.max_ahead_tasks * extraction.CLIPS_PER_TASK
+  assert in_flight * tau_shaped.slot_bytes <= extraction.MAX_AHEAD_BYTES
+  assert in_flight > extraction.MAX_AHEAD_BYTES // tau_shaped.slot_bytes - extraction.CLIPS_PER_TASK

@@ -2,7 +2,7 @@
 
 `ExtractionPool.schedule` takes every split's work at once and returns one ordered iterator
 per split. A feeder thread hands tasks (a few clips each) to the workers up to `max_ahead`
-clips beyond what the builder has consumed, so the workers go on into the next split while
+clips (and MAX_AHEAD_BYTES) beyond what the builder has consumed, so the workers go on into the next split while
 TFDS sorts and writes the finished one (it writes a split only after its last example), and
 memory stays bounded however large the splits are.
 
@@ -35,6 +35,7 @@ from asc_jax import features as features_lib
 
 BLAS_THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
 CLIPS_PER_TASK = 8
+MAX_AHEAD_BYTES = 256 * 2**20   # log-mels extracted but not yet written, at most.
 FEEDER_POLL_S = 0.1
 
 
@@ -140,6 +141,9 @@ class ExtractionPool:
     self.workers = num_workers or available_cores()
     self.feature_params = features_lib.feature_params(feature_params)
     self.scratch_dir = scratch_dir
+    self.slot_bytes = (self.feature_params['n_mels'] * features_lib.num_frames(self.feature_params)
+                       * np.dtype(np.float32).itemsize)
+    max_ahead = min(max_ahead, MAX_AHEAD_BYTES // self.slot_bytes)
     self.max_ahead_tasks = max(2 * self.workers, max_ahead // CLIPS_PER_TASK)
     self._pool = None
     self._slots = None
@@ -150,15 +154,17 @@ class ExtractionPool:
     if self.workers == 1:
       return self
     slots = self.max_ahead_tasks * CLIPS_PER_TASK
-    slot_bytes = (self.feature_params['n_mels'] * features_lib.num_frames(self.feature_params)
-                  * np.dtype(np.float32).itemsize)
-    self._slots = ResultSlots.create(self.scratch_dir, slots, slot_bytes)
+    self._slots = ResultSlots.create(self.scratch_dir, slots, self.slot_bytes)
     # One BLAS thread per worker: the processes already use every core, and threaded BLAS on
     # these small matrices is several times slower.
-    with environment({name: '1' for name in BLAS_THREAD_VARIABLES}), parent_main_hidden():
-      self._pool = multiprocessing.get_context('spawn').Pool(
-          self.workers, initializer=start_worker,
-          initargs=(self.feature_params, self._slots.path, slots, slot_bytes))
+    try:
+      with environment({name: '1' for name in BLAS_THREAD_VARIABLES}), parent_main_hidden():
+        self._pool = multiprocessing.get_context('spawn').Pool(
+            self.workers, initializer=start_worker,
+            initargs=(self.feature_params, self._slots.path, slots, self.slot_bytes))
+    except BaseException:
+      self._slots.remove()
+      raise
     return self
 
   def __exit__(self, *exc_info) -> None:
