@@ -69,9 +69,10 @@ class SyntheticScenes(builder_base.LogmelBuilder):
   def config_from(cls, config: ml_collections.ConfigDict) -> builder_base.LogmelConfig:
     preset = check_preset(config.data.builder_config)
     params = features_lib.feature_params(config.features)
+    options = {'preset': preset, 'generator_version': synthetic_audio.GENERATOR_VERSION}
     return builder_base.LogmelConfig(
-        name=builder_base.config_name(f'{preset}_', params, {'preset': preset}),
-        feature_params=params, options={'preset': preset},
+        name=builder_base.config_name(f'{preset}_', params, options),
+        feature_params=params, options=options,
         description=f'Synthetic scenes, preset {preset}.')
 
   @classmethod
