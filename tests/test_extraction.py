@@ -96,3 +96,12 @@ def test_clips_in_flight_are_capped_by_memory(tmp_path):
   in_flight = tau_shaped.max_ahead_tasks * extraction.CLIPS_PER_TASK
   assert in_flight * tau_shaped.slot_bytes <= extraction.MAX_AHEAD_BYTES
   assert in_flight > extraction.MAX_AHEAD_BYTES // tau_shaped.slot_bytes - extraction.CLIPS_PER_TASK
+
+
+def test_a_pool_that_cannot_take_tasks_fails_the_reader_instead_of_hanging(tmp_path):
+  fill = functools.partial(np.full, feature_shape(), dtype=np.float32)
+  with extraction.ExtractionPool(2, fixtures.tiny_features(), str(tmp_path)) as pool:
+    pool._pool.close()   # apply_async now raises: as if the pool had broken.
+    results = pool.schedule(fill, {'train': [1.0, 2.0]})
+    with pytest.raises(ValueError, match='Pool not running'):
+      list(results['train'])

@@ -2,9 +2,9 @@
 
 `ExtractionPool.schedule` takes every split's work at once and returns one ordered iterator
 per split. A feeder thread hands tasks (a few clips each) to the workers up to `max_ahead`
-clips (and MAX_AHEAD_BYTES) beyond what the builder has consumed, so the workers go on into the next split while
-TFDS sorts and writes the finished one (it writes a split only after its last example), and
-memory stays bounded however large the splits are.
+clips (and MAX_AHEAD_BYTES) beyond what the builder has consumed, so the workers go on into the
+next split while TFDS sorts and writes the finished one (it writes a split only after its last
+example), and memory stays bounded however large the splits are.
 
 Log-mels come back through a file-backed shared mapping with a slot per clip in flight, not
 through the pool's pipe: pickling 441 KB per TAU clip through a pipe cost the writing process
@@ -211,8 +211,12 @@ class ExtractionPool:
       if self._closing.is_set():
         return
       first_slot = (index % self.max_ahead_tasks) * CLIPS_PER_TASK
-      pending[name].put((first_slot, self._pool.apply_async(run_task,
-                                                            (function, chunk, first_slot))))
+      try:
+        task = self._pool.apply_async(run_task, (function, chunk, first_slot))
+      except Exception as error:  # the pool broke: the split's reader raises it.
+        pending[name].put((first_slot, error))
+        return
+      pending[name].put((first_slot, task))
 
   def _collect(self, results: queue.Queue, count: int, task_slots: threading.BoundedSemaphore
                ) -> Iterator:
@@ -220,6 +224,8 @@ class ExtractionPool:
     delivered = 0
     while delivered < count:
       first_slot, task = results.get()
+      if isinstance(task, Exception):
+        raise task
       layouts = task.get()   # re-raises a worker's exception here.
       arrays = [self._slots.view(first_slot + offset, *layout).copy()
                 for offset, layout in enumerate(layouts)]
