@@ -168,8 +168,9 @@ def format_markdown(report: dict) -> str:
   lines += ['', f'KB = 1024 bytes (DCASE2021 rule: non-zero entries at their stored width). '
             f'Export and quantized student agree on {100 * report["prediction_agreement"]:.2f} % '
             f'of test predictions (largest logit difference {report["max_logit_difference"]:.3f})'
-            + (f'; the {report["disagreements"]} that differ are near-ties, top-2 logit margin at '
-               f'most {report["max_disagreement_margin"]:.3f}.' if report['disagreements'] else '.')]
+            + (f'; on the clip(s) where they differ ({report["disagreements"]}), the student\'s '
+               f'top-2 logit margin is at most {report["max_disagreement_margin"]:.3f} (near-ties).'
+               if report['disagreements'] else '.')]
   return '\n'.join(lines) + '\n'
 
 
