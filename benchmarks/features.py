@@ -39,9 +39,6 @@ _EXTRACT_CLIPS = flags.DEFINE_integer('extract_clips', 32, 'Files for the in-pro
 _CHILD_BUILD = flags.DEFINE_string('child_build', '',
                                    'Internal: ROOT,DATA_DIR,CORES: time one build here.')
 
-SINGLE_THREAD = {name: '1' for name in extraction.BLAS_THREAD_VARIABLES}
-
-
 def time_extraction(root: str, config, num_clips: int) -> dict:
   audio = os.path.join(root, 'audio')
   paths = sorted(os.path.join(audio, name) for name in os.listdir(audio))[:num_clips]
@@ -71,7 +68,7 @@ def build_here(spec: str) -> None:
 def build_seconds(root: str, data_dir: str, cores: int) -> float:
   """One build in a fresh process, into a fresh `data_dir`."""
   shutil.rmtree(data_dir, ignore_errors=True)
-  environment = {**os.environ, **(SINGLE_THREAD if cores == 1 else {})}
+  environment = {**os.environ, **(extraction.ONE_BLAS_THREAD if cores == 1 else {})}
   completed = subprocess.run([sys.executable, __file__, f'--child_build={root},{data_dir},{cores}'],
                              capture_output=True, text=True, check=False, env=environment)
   if completed.returncode:
@@ -96,7 +93,7 @@ def main(argv):
   with tempfile.TemporaryDirectory(prefix='asc_jax_features_') as scratch:
     root = os.path.join(scratch, 'tau')
     harness.write_tau_shaped(root, _CLIPS.value)
-    os.environ.update(SINGLE_THREAD)   # the in-process extraction: one core.
+    os.environ.update(extraction.ONE_BLAS_THREAD)   # the in-process extraction: one core.
     rows = [time_extraction(root, config, _EXTRACT_CLIPS.value)]
     times = {1: [], all_cores: []}
     for _ in range(_ROUNDS.value):

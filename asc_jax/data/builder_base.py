@@ -127,10 +127,11 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for split, clips in self.clips().items()}
     pool = self._pool or extraction.ExtractionPool(1, self.builder_config.feature_params,
                                                    self.data_root)
+    descriptions = {split: f'{self.name} {split}' for split in self.clips()}
     logmels = pool.schedule(self.extractor(), {
-        f'{self.name} {split}': [clip.source for clip in clips]
+        descriptions[split]: [clip.source for clip in clips]
         for split, clips in self.clips().items()})
-    return {split: self._generate_examples(clips, logmels[f'{self.name} {split}'])
+    return {split: self._generate_examples(clips, logmels[descriptions[split]])
             for split, clips in self.clips().items()}
 
   def _generate_examples(self, clips: Sequence[catalog.Clip], logmels: Iterator) -> Iterator:

@@ -34,6 +34,7 @@ import tqdm
 from asc_jax import features as features_lib
 
 BLAS_THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+ONE_BLAS_THREAD = {name: '1' for name in BLAS_THREAD_VARIABLES}
 CLIPS_PER_TASK = 8
 MAX_AHEAD_BYTES = 256 * 2**20   # log-mels extracted but not yet written, at most.
 FEEDER_POLL_S = 0.1
@@ -158,7 +159,7 @@ class ExtractionPool:
     # One BLAS thread per worker: the processes already use every core, and threaded BLAS on
     # these small matrices is several times slower.
     try:
-      with environment({name: '1' for name in BLAS_THREAD_VARIABLES}), parent_main_hidden():
+      with environment(ONE_BLAS_THREAD), parent_main_hidden():
         self._pool = multiprocessing.get_context('spawn').Pool(
             self.workers, initializer=start_worker,
             initargs=(self.feature_params, self._slots.path, slots, self.slot_bytes))
