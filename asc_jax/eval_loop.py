@@ -13,7 +13,7 @@ from jax.experimental import multihost_utils
 from asc_jax import evaluate
 from asc_jax import parallel
 from asc_jax import reports
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 
 
 def _gather(array: jax.Array) -> np.ndarray:
@@ -25,7 +25,7 @@ def _gather(array: jax.Array) -> np.ndarray:
 def score_split(eval_step: Callable, state: Any, source: Any, *, batch_size: int,
                 device_names, mesh) -> dict[str, np.ndarray]:
   """Logits, labels, devices and source indices of every example of `source`, in source order."""
-  batches = pipeline.eval_batches(source, batch_size=batch_size // jax.process_count(),
+  batches = input_pipeline.eval_batches(source, batch_size=batch_size // jax.process_count(),
                                   device_names=device_names, process_index=jax.process_index(),
                                   process_count=jax.process_count())
   parts = {'logits': [], 'label': [], 'device': [], 'index': []}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from asc_jax.augment import pipeline as augment_pipeline
+from asc_jax.augment import chain as augment_chain
 from asc_jax.augment import translation as augment_translation
 
 
@@ -65,7 +65,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     if translate is not None:
       inputs = translate(jax.random.fold_in(augment_key, augment_translation.KEY_INDEX), inputs,
                          batch['device'])
-    inputs, targets = augment_pipeline.augment_batch(augment_key, inputs, targets, config.augment)
+    inputs, targets = augment_chain.augment_batch(augment_key, inputs, targets, config.augment)
 
     def objective(params):
       logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, inputs,

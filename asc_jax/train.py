@@ -28,7 +28,7 @@ from asc_jax import reports
 from asc_jax import steps
 from asc_jax.compress import pruning
 from asc_jax.data import datasets
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,7 +85,7 @@ class Trainer:
     return self._init(jax.random.key(self.config.seed))
 
   def train_iterator(self):
-    return pipeline.train_iterator(
+    return input_pipeline.train_iterator(
         self.dataset.sources['train'], global_batch_size=self.config.train.batch_size,
         seed=self.config.seed, device_names=self.dataset.device_names,
         process_index=jax.process_index(), process_count=jax.process_count())

@@ -25,7 +25,7 @@ from asc_jax import parallel
 from asc_jax import steps
 from asc_jax import train
 from asc_jax.data import datasets
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 
 
 def _keys(seeds: jax.Array) -> jax.Array:
@@ -64,7 +64,7 @@ class RunGroup:
                                out_shardings=(replicated, replicated), donate_argnums=(0,))
 
   def _iterators(self) -> list:
-    return [pipeline.train_iterator(
+    return [input_pipeline.train_iterator(
         self.dataset.sources['train'], global_batch_size=self.config.train.batch_size, seed=seed,
         device_names=self.dataset.device_names, process_index=jax.process_index(),
         process_count=jax.process_count()) for seed in self.seeds]

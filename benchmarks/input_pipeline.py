@@ -3,7 +3,7 @@ dataset, against the clips/s the train step consumes.
 
 Builds a TAU-shaped dataset (harness.write_tau_shaped writes the audio; the real TAU builder
 prepares it: 256 x 431 float32 log-mels in array_record shards), then reads batches from
-asc_jax.data.pipeline.train_iterator (shuffled, batched, endless) as training does. The train
+asc_jax.data.input_pipeline.train_iterator (shuffled, batched, endless) as training does. The train
 step's clips/s comes from benchmarks/results/step_throughput_mod8_float32.json (train rows, the
 nearest batch size) when present (run benchmarks/step_throughput.py first), else from
 --train_clips_per_s.
@@ -19,7 +19,7 @@ import time
 from absl import flags
 
 from asc_jax.data import datasets
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 
 import harness
 

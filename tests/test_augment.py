@@ -7,9 +7,9 @@ import pytest
 
 from asc_jax import defaults
 from asc_jax import parallel
+from asc_jax.augment import chain
 from asc_jax.augment import freq_mixstyle
 from asc_jax.augment import mixup
-from asc_jax.augment import pipeline
 from asc_jax.augment import specaugment
 from asc_jax.augment import time_roll
 
@@ -142,7 +142,7 @@ def test_freq_mixstyle_probability_switches_whole_batch():
 
 def test_pipeline_all_off_is_identity():
   x, targets = random_batch()
-  out_x, out_targets = pipeline.augment_batch(jax.random.key(0), x, targets,
+  out_x, out_targets = chain.augment_batch(jax.random.key(0), x, targets,
                                               defaults.augment_section())
   assert out_x is x and out_targets is targets
 
@@ -150,7 +150,7 @@ def test_pipeline_all_off_is_identity():
 def test_pipeline_all_on_under_jit_is_deterministic_and_keeps_shapes():
   x, targets = random_batch()
   config = all_on_config()
-  step = jax.jit(lambda key, x, targets: pipeline.augment_batch(key, x, targets, config))
+  step = jax.jit(lambda key, x, targets: chain.augment_batch(key, x, targets, config))
   out_x, out_targets = step(jax.random.key(7), x, targets)
   again_x, again_targets = step(jax.random.key(7), x, targets)
   other_x, _ = step(jax.random.key(8), x, targets)
@@ -162,7 +162,7 @@ def test_pipeline_all_on_under_jit_is_deterministic_and_keeps_shapes():
     np.testing.assert_array_equal(out_targets[name], again_targets[name])
     np.testing.assert_allclose(out_targets[name].sum(-1), 1.0, rtol=1e-6)
   # Labels and teacher targets were mixed with the same weights and partners.
-  mixup_key = jax.random.fold_in(jax.random.key(7), pipeline._MIXUP)
+  mixup_key = jax.random.fold_in(jax.random.key(7), chain._MIXUP)
   _, _, lam, perm = mixup.mixup(mixup_key, x, targets, 0.3)
   np.testing.assert_allclose(
       out_targets['teacher_probs'],
@@ -172,7 +172,7 @@ def test_pipeline_all_on_under_jit_is_deterministic_and_keeps_shapes():
 
 def test_pipeline_bfloat16_keeps_dtype():
   x, targets = random_batch()
-  out_x, _ = pipeline.augment_batch(jax.random.key(0), x.astype(jnp.bfloat16), targets,
+  out_x, _ = chain.augment_batch(jax.random.key(0), x.astype(jnp.bfloat16), targets,
                                     all_on_config())
   assert out_x.dtype == jnp.bfloat16 and out_x.shape == x.shape
 
@@ -183,7 +183,7 @@ def test_pipeline_on_a_batch_sharded_over_all_devices_matches_one_device():
   x = jax.random.normal(jax.random.key(0), (batch, FREQS, FRAMES))
   targets = {'label': jax.nn.one_hot(jnp.arange(batch) % CLASSES, CLASSES)}
   config = all_on_config()
-  step = jax.jit(lambda key, x, targets: pipeline.augment_batch(key, x, targets, config))
+  step = jax.jit(lambda key, x, targets: chain.augment_batch(key, x, targets, config))
   sharded = step(jax.random.key(4), *jax.device_put((x, targets), parallel.batch_sharded(mesh)))
   single = step(jax.random.key(4), x, targets)
   for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single)):

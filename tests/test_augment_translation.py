@@ -14,7 +14,7 @@ from asc_jax import parallel
 from asc_jax import steps
 from asc_jax.augment import translation
 from asc_jax.data import datasets
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 from asc_jax.translation import fit
 from asc_jax.translation import store
 
@@ -41,7 +41,7 @@ def train_batch(tiny_data_dir):
   dataset = datasets.prepare(tiny_config(tiny_data_dir))
   source = dataset.sources['train']
   indices = np.concatenate([np.arange(16), np.arange(len(source) - 16, len(source))])
-  batch = pipeline.BatchReader(source, dataset.device_names, with_mask=False)(indices)
+  batch = input_pipeline.BatchReader(source, dataset.device_names, with_mask=False)(indices)
   assert 0 < (batch['device'] == 0).sum() < len(indices)
   return batch
 

@@ -19,7 +19,7 @@ from asc_jax import metric_writer
 from asc_jax import parallel
 from asc_jax import train
 from asc_jax.data import datasets
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 
 from conftest import tiny_config
 
@@ -38,7 +38,7 @@ def reference_losses(config, num_processes: int) -> list[float]:
   per-process batches of a `num_processes`-process run (what the multi-host mesh assembles)."""
   dataset = datasets.prepare(config)
   trainer = train.Trainer(config, '', dataset, devices=jax.devices()[:4])
-  shards = [pipeline.train_iterator(
+  shards = [input_pipeline.train_iterator(
       dataset.sources['train'], global_batch_size=config.train.batch_size, seed=config.seed,
       device_names=dataset.device_names, process_index=index, process_count=num_processes)
       for index in range(num_processes)]

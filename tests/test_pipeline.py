@@ -1,4 +1,4 @@
-"""Tests of asc_jax.data.pipeline on in-memory sources and the real synthetic_scenes/tiny build."""
+"""Tests of asc_jax.data.input_pipeline on in-memory sources and the real synthetic_scenes/tiny build."""
 
 import itertools
 
@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from asc_jax.data import datasets
-from asc_jax.data import pipeline
+from asc_jax.data import input_pipeline
 
 DEVICES = ('a', 'b', 'c')
 
@@ -30,7 +30,7 @@ def take(iterator, count: int) -> list[dict]:
 def train(source, **kwargs):
   options = dict(global_batch_size=4, seed=0, device_names=DEVICES)
   options.update(kwargs)
-  return pipeline.train_iterator(source, **options)
+  return input_pipeline.train_iterator(source, **options)
 
 
 def test_train_batch_shapes_dtypes_and_values():
@@ -80,10 +80,10 @@ def test_train_resumes_from_saved_state():
   source = make_source(14)
   iterator = train(source, seed=7)
   take(iterator, 5)
-  saved = pipeline.state_to_bytes(iterator)
+  saved = input_pipeline.state_to_bytes(iterator)
   expected = take(iterator, 6)
   resumed = train(source, seed=7)
-  pipeline.restore_state(resumed, saved)
+  input_pipeline.restore_state(resumed, saved)
   for want, got in zip(expected, take(resumed, 6)):
     for name in want:
       np.testing.assert_array_equal(want[name], got[name])
@@ -116,7 +116,7 @@ def test_train_errors_name_the_problem():
                                                            (2, 4, 3)])
 def test_eval_visits_every_record_once_with_equal_batch_counts(size, batch_size, process_count):
   source = make_source(size)
-  per_process = [list(pipeline.eval_batches(source, batch_size=batch_size, device_names=DEVICES,
+  per_process = [list(input_pipeline.eval_batches(source, batch_size=batch_size, device_names=DEVICES,
                                             process_index=process, process_count=process_count))
                  for process in range(process_count)]
   assert len({len(batches) for batches in per_process}) == 1
@@ -135,14 +135,14 @@ def test_eval_visits_every_record_once_with_equal_batch_counts(size, batch_size,
 def test_pipeline_reads_the_real_tiny_tfds_build(tiny_data_dir):
   dataset = datasets.prepare(tiny_config(tiny_data_dir))
   train_source, test_source = dataset.sources['train'], dataset.sources['test']
-  batch = next(pipeline.train_iterator(train_source, global_batch_size=8, seed=0,
+  batch = next(input_pipeline.train_iterator(train_source, global_batch_size=8, seed=0,
                                        device_names=dataset.device_names))
   assert batch['logmel'].shape == (8,) + dataset.input_shape
   for position, index in enumerate(batch['index']):
     record = train_source[int(index)]
     np.testing.assert_array_equal(batch['logmel'][position], record['logmel'])
     assert dataset.device_names[batch['device'][position]] == record['device']
-  batches = list(pipeline.eval_batches(test_source, batch_size=16,
+  batches = list(input_pipeline.eval_batches(test_source, batch_size=16,
                                        device_names=dataset.device_names))
   indices = np.concatenate([b['index'][b['mask']] for b in batches])
   np.testing.assert_array_equal(np.sort(indices), np.arange(len(test_source)))

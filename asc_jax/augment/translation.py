@@ -17,7 +17,7 @@ import ml_collections
 from asc_jax.translation import store
 
 # Fold-in index of the translation key under the step's augmentation key, clear of the indices
-# asc_jax.augment.pipeline folds in for its augmentations.
+# asc_jax.augment.chain folds in for its augmentations.
 KEY_INDEX = 100
 
 

@@ -42,7 +42,7 @@ from asc_jax.compress import int8_runtime
 from asc_jax.compress import quantization
 from asc_jax.compress import scoring
 from asc_jax.compress import teacher
-from asc_jax.data import pipeline as data_pipeline
+from asc_jax.data import input_pipeline
 
 REPORT_JSON = 'compress_report.json'
 REPORT_MARKDOWN = 'compress_report.md'
@@ -105,7 +105,7 @@ class WarmStartTrainer(train.Trainer):
 
 def calibration_batches(dataset, config: ml_collections.ConfigDict) -> list[np.ndarray]:
   """The first quant.calibration_batches batches of the train split, in record order."""
-  batches = data_pipeline.eval_batches(dataset.sources['train'],
+  batches = input_pipeline.eval_batches(dataset.sources['train'],
                                        batch_size=config.train.eval_batch_size,
                                        device_names=dataset.device_names)
   chosen = []
@@ -274,7 +274,7 @@ def runtime_logits(runtime: int8_runtime.Int8Model, dataset, batch_size: int) ->
   """The NumPy integer runtime's logits for every test record, in record order."""
   source = dataset.sources['test']
   parts = []
-  batches = data_pipeline.eval_batches(source, batch_size=batch_size,
+  batches = input_pipeline.eval_batches(source, batch_size=batch_size,
                                        device_names=dataset.device_names)
   for batch in tqdm.tqdm(batches, desc='int8 runtime', unit='batch', leave=False):
     parts.append(runtime.logits(batch['logmel'][batch['mask']]))
