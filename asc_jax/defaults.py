@@ -46,6 +46,16 @@ def data_section(name: str, builder_config: str = '') -> ml_collections.ConfigDi
       csv='',                       # audio_folder: metadata CSV (relative to manual_dir or absolute).
       train_folds='',               # audio_folder: comma-separated folds for train ('' = use a split column).
       test_folds='',                # audio_folder: comma-separated folds for test.
+      validation_folds='',          # audio_folder: comma-separated folds for validation (with the above).
+      # Validation is carved from the training data, never from test; evaluation during
+      # training, early stopping and the best checkpoint read it, test is scored once at the end.
+      # TAU: fraction of fold1_train's recording locations (identifiers) held out, stratified by
+      # scene (the DCASE2021 baseline holds out about 30 % by location). audio_folder: fraction
+      # of the training rows held out (whole `group`s, stratified by device) when the CSV and
+      # validation_folds name no validation rows. synthetic_scenes: its generator's own
+      # validation locations (this key is not read). 0 = no validation split.
+      validation_fraction=0.3,
+      validation_seed=0,            # seed of the hold-out (numpy Generator [seed, stratum]).
       num_workers=0,                # feature-extraction processes; 0 = all cores.
   ))
 

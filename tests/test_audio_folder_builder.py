@@ -46,7 +46,7 @@ def records(source) -> list:
 
 def test_split_column_with_devices(tmp_path):
   write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split'], split_rows())
-  dataset = datasets.prepare(folder_config(tmp_path))
+  dataset = datasets.prepare(folder_config(tmp_path, validation_fraction=0.0))
   assert dataset.num_examples == {'train': 9, 'test': 3}
   assert dataset.class_names == ('dog', 'rain', 'siren')
   assert dataset.device_names == ('mic', 'phone')
@@ -60,14 +60,14 @@ def test_split_column_with_devices(tmp_path):
     index = int(record['filename'][-5])
     assert record['device'] == ('phone' if index % 2 else 'mic')
     assert record['segment_id'] == record['filename'][:-4]
-    assert (record['city'], record['identifier']) == ('', '')
+    assert (record['city'], record['identifier']) == ('', record['segment_id'])
     assert fixtures.peak_mel_bin(record['logmel']) == fixtures.tone_mel_bin(TONES_HZ[label])
 
 
 def test_fold_column_tab_separated_without_devices(tmp_path):
   rows = [[f'{label}_{fold}.wav', label, str(fold)] for label in TONES_HZ for fold in range(1, 5)]
   write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'fold'], rows, delimiter='\t')
-  config = folder_config(tmp_path, train_folds='1, 2', test_folds='3')
+  config = folder_config(tmp_path, train_folds='1, 2', test_folds='3', validation_fraction=0.0)
   dataset = datasets.prepare(config)
   assert dataset.num_examples == {'train': 6, 'test': 3}
   assert dataset.device_names == ('unknown',)
@@ -78,6 +78,85 @@ def test_fold_column_tab_separated_without_devices(tmp_path):
   assert other.prepared_dir != dataset.prepared_dir
   assert {record['filename'] for record in records(other.sources['test'])} == {
       'dog_4.wav', 'rain_4.wav', 'siren_4.wav'}
+
+
+def test_default_hold_out_is_seeded_device_stratified_and_never_from_test(tmp_path):
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split'], split_rows())
+  dataset = datasets.prepare(folder_config(tmp_path))   # validation_fraction 0.3 by default
+  # 6 mic and 3 phone training rows: 0.3 of them is 2 mic rows and 1 phone row.
+  assert dataset.num_examples == {'train': 6, 'validation': 3, 'test': 3}
+  assert dataset.device_counts['validation'] == {'mic': 2, 'phone': 1}
+  files = {split: {r['filename'] for r in records(dataset.sources[split])}
+           for split in ('train', 'validation', 'test')}
+  assert files['test'] == {'clips/dog_3.wav', 'clips/rain_3.wav', 'clips/siren_3.wav'}
+  assert not files['train'] & files['validation']
+  assert len(files['train'] | files['validation']) == 9
+  again = datasets.prepare(folder_config(tmp_path))
+  assert {r['filename'] for r in records(again.sources['validation'])} == files['validation']
+  other_seed = datasets.prepare(folder_config(tmp_path, validation_seed=1))
+  assert other_seed.prepared_dir != dataset.prepared_dir
+
+
+def grouped_rows() -> list:
+  """30 training rows: 10 recordings (group r0..r9) x 3 slices, device a, plus a copy of the
+  first slice of every recording on device b; 3 test rows of group r0 (test may share groups)."""
+  rows = []
+  for recording in range(10):
+    label = list(TONES_HZ)[recording % 3]
+    for piece in range(3):
+      segment = f'r{recording}-{piece}'
+      rows.append([f'clips/{segment}-a.wav', label, 'a', 'train', f'r{recording}', segment])
+      if piece == 0:
+        rows.append([f'clips/{segment}-b.wav', label, 'b', 'train', f'r{recording}', segment])
+  rows += [[f'clips/t{index}.wav', label, 'a', 'test', 'r0', f't{index}']
+           for index, label in enumerate(TONES_HZ)]
+  return rows
+
+
+def test_hold_out_keeps_every_group_on_one_side(tmp_path):
+  header = ['filename', 'label', 'device', 'split', 'group', 'segment']
+  write_folder(str(tmp_path / 'folder'), header, grouped_rows())
+  for seed in range(3):
+    dataset = datasets.prepare(folder_config(tmp_path, validation_fraction=0.2,
+                                             validation_seed=seed))
+    split_records = {split: records(dataset.sources[split]) for split in ('train', 'validation')}
+    groups = {split: {r['identifier'] for r in rs} for split, rs in split_records.items()}
+    assert not groups['train'] & groups['validation']
+    assert len(groups['validation']) == 2   # 0.2 of 10 recordings (4 clips each)
+    assert dataset.num_examples == {'train': 32, 'validation': 8, 'test': 3}
+    assert dataset.device_counts['validation'] == {'a': 6, 'b': 2}
+    by_segment = collections.defaultdict(set)
+    for r in split_records['validation']:
+      by_segment[r['segment_id']].add(r['device'])
+    assert sum(devices == {'a', 'b'} for devices in by_segment.values()) == 2
+
+
+def test_validation_from_the_split_column_or_folds(tmp_path):
+  rows = split_rows()
+  rows[0][3], rows[4][3] = 'val', 'Validation'
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split'], rows)
+  dataset = datasets.prepare(folder_config(tmp_path))   # named rows: no extra hold-out
+  assert dataset.num_examples == {'train': 7, 'validation': 2, 'test': 3}
+  assert {r['filename'] for r in records(dataset.sources['validation'])} == {
+      'clips/dog_0.wav', 'clips/rain_0.wav'}
+  folds = tmp_path / 'folds'
+  fold_rows = [[f'{label}_{fold}.wav', label, str(fold)] for label in TONES_HZ
+               for fold in range(1, 5)]
+  write_folder(str(folds / 'folder'), ['filename', 'label', 'fold'], fold_rows)
+  by_fold = datasets.prepare(folder_config(folds, train_folds='1,2', validation_folds='3',
+                                           test_folds='4'))
+  assert by_fold.num_examples == {'train': 6, 'validation': 3, 'test': 3}
+  with pytest.raises(ValueError, match='validation_folds'):
+    datasets.prepare(folder_config(folds, train_folds='1,2', validation_folds='2',
+                                   test_folds='4'))
+
+
+def test_a_group_on_both_sides_of_a_named_validation_split_is_refused(tmp_path):
+  rows = [row[:4] + [row[4]] for row in grouped_rows()]
+  rows[0][3] = 'validation'   # one slice of recording r0 in validation, the others in train
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split', 'group'], rows)
+  with pytest.raises(catalog.DatasetValidationError, match=r"both train and validation.*'r0'"):
+    datasets.prepare(folder_config(tmp_path))
 
 
 def test_bad_folder_lists_offenders_and_writes_nothing(tmp_path):

@@ -47,8 +47,8 @@ def test_clip_spec_names_follow_tau():
 def test_unknown_names_raise_with_the_choices():
   with pytest.raises(ValueError, match='tiny'):
     sa.clip_specs('huge', 'train')
-  with pytest.raises(ValueError, match="'validation'"):
-    sa.clip_specs('tiny', 'validation')
+  with pytest.raises(ValueError, match="'dev'"):
+    sa.clip_specs('tiny', 'dev')
 
 
 def test_render_is_deterministic_float32_and_not_silent():

@@ -27,8 +27,9 @@ def records(source) -> list:
 def test_counts_per_split_and_device(tiny):
   assert tiny.class_names == synthetic_audio.SCENES
   assert tiny.device_names == ('a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6')
-  assert tiny.num_examples == {'train': 60, 'test': 90}
+  assert tiny.num_examples == {'train': 60, 'validation': 15, 'test': 90}
   assert tiny.device_counts == {'train': {'a': 40, 'b': 4, 'c': 4, 's1': 4, 's2': 4, 's3': 4},
+                                'validation': {'a': 10, 'b': 1, 'c': 1, 's1': 1, 's2': 1, 's3': 1},
                                 'test': {device: 10 for device in tiny.device_names}}
   assert tiny.input_shape == (32, 63)
   assert os.path.basename(os.path.dirname(tiny.prepared_dir)).startswith('tiny_mel32x63_')
@@ -36,6 +37,26 @@ def test_counts_per_split_and_device(tiny):
   assert collections.Counter(record['device'] for record in train) == tiny.device_counts['train']
   assert collections.Counter(record['label'] for record in train if record['device'] == 'a') == {
       label: 4 for label in range(10)}
+
+
+def test_validation_locations_are_used_by_neither_train_nor_test(tiny):
+  by_split = {split: records(tiny.sources[split]) for split in ('train', 'validation', 'test')}
+  locations = {split: {record['identifier'] for record in split_records}
+               for split, split_records in by_split.items()}
+  segments = {split: {record['segment_id'] for record in split_records}
+              for split, split_records in by_split.items()}
+  for first, second in (('train', 'validation'), ('validation', 'test'), ('train', 'test')):
+    assert not locations[first] & locations[second]
+    assert not segments[first] & segments[second]
+  validation = by_split['validation']
+  assert collections.Counter(r['label'] for r in validation if r['device'] == 'a') == {
+      label: 1 for label in range(10)}
+  device_a = {record['segment_id'] for record in validation if record['device'] == 'a'}
+  assert {record['segment_id'] for record in validation} == device_a   # copies of a-segments
+  # Train and test are the clips of generator 2: the validation split only adds clips.
+  assert [spec.filename for spec in synthetic_audio.clip_specs('tiny', 'train')][:3] == [
+      'audio/airport-barcelona-1000-1000000-a.wav', 'audio/bus-barcelona-1100-1100000-a.wav',
+      'audio/metro-barcelona-1200-1200000-a.wav']
 
 
 def test_parallel_recordings_share_segment_ids(tiny):
@@ -73,7 +94,7 @@ def test_front_end_rate_differs_from_the_preset(tmp_path):
   dataset = datasets.prepare(config)
   assert dataset.input_shape == (32, 63)
   assert dataset.feature_params['sample_rate'] == 16000
-  assert dataset.num_examples == {'train': 60, 'test': 90}
+  assert dataset.num_examples == {'train': 60, 'validation': 15, 'test': 90}
 
 
 def test_unknown_preset_lists_the_presets(tmp_path):
@@ -89,7 +110,8 @@ def test_prepare_command_prints_counts_per_split_and_device(tiny_data_dir):
       cwd=os.path.join(os.path.dirname(__file__), '..'), capture_output=True, text=True,
       check=True, timeout=120)
   lines = completed.stdout.splitlines()
-  assert 'input shape (32, 63)' in lines[-4]
-  assert lines[-3].split() == ['split', 'a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6', 'total']
-  assert lines[-2].split() == ['train', '40', '4', '4', '4', '4', '4', '0', '0', '0', '60']
+  assert 'input shape (32, 63)' in lines[-5]
+  assert lines[-4].split() == ['split', 'a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6', 'total']
+  assert lines[-3].split() == ['train', '40', '4', '4', '4', '4', '4', '0', '0', '0', '60']
+  assert lines[-2].split() == ['validation', '10', '1', '1', '1', '1', '1', '0', '0', '0', '15']
   assert lines[-1].split() == ['test'] + ['10'] * 9 + ['90']

@@ -31,7 +31,7 @@ def tau_build(tmp_path_factory):
 
 def test_counts_names_and_shapes(tau_build):
   _, _, _, dataset = tau_build
-  assert dataset.num_examples == {'train': 18, 'test': 12}
+  assert dataset.num_examples == {'train': 9, 'validation': 9, 'test': 12}
   assert dataset.class_names == tau2020.SCENES
   assert dataset.class_names[:3] == ('airport', 'bus', 'metro')
   assert dataset.device_names == ('a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6')
@@ -45,6 +45,8 @@ def test_records_carry_the_metadata_of_their_files(tau_build):
   expected = {clip.filename: clip for clip in clips}
   for split, devices in (('train', fixtures.TRAIN_DEVICES), ('test', fixtures.TEST_DEVICES)):
     records = all_records(dataset.sources[split])
+    if split == 'train':   # the validation split is carved out of fold1_train
+      records += all_records(dataset.sources['validation'])
     assert collections.Counter(record['device'] for record in records) == {
         device: 6 if split == 'train' else 3 for device in devices}
     assert sorted(record['filename'] for record in records) == sorted(
@@ -59,6 +61,41 @@ def test_records_carry_the_metadata_of_their_files(tau_build):
       assert record['logmel'].shape == (32, 63) and record['logmel'].dtype == np.float32
 
 
+def test_validation_holds_out_whole_locations_of_the_training_csv(tau_build):
+  clips, _, _, dataset = tau_build
+  splits = {split: all_records(dataset.sources[split]) for split in ('train', 'validation')}
+  locations = {split: {record['identifier'] for record in records}
+               for split, records in splits.items()}
+  assert not locations['train'] & locations['validation']
+  # Each fixture scene has two training locations (3 devices each): 0.3 of 6 clips rounds to
+  # one whole location per scene, every device of it.
+  for split, records in splits.items():
+    assert collections.Counter(dataset.class_names[r['label']] for r in records) == {
+        scene: 3 for scene in fixtures.SCENE_TONES_HZ}
+    per_location = collections.defaultdict(set)
+    for record in records:
+      per_location[record['identifier']].add(record['device'])
+    assert all(devices == set(fixtures.TRAIN_DEVICES) for devices in per_location.values())
+  test_files = {clip.filename for clip in clips if clip.split == 'test'}
+  assert not test_files & {record['filename'] for record in splits['validation']}
+
+
+def test_validation_fraction_and_seed_choose_the_split(tmp_path):
+  root = str(tmp_path / 'tau')
+  fixtures.write_tau_layout(root)
+  held = {}
+  for seed in range(4):
+    clips = tau2020.read_tau_catalog(root, 0.3, seed)
+    assert [len(clips[split]) for split in ('train', 'validation', 'test')] == [9, 9, 12]
+    held[seed] = frozenset(clip.identifier for clip in clips['validation'])
+  assert tau2020.read_tau_catalog(root, 0.3, 0)['validation'] == tau2020.read_tau_catalog(
+      root, 0.3, 0)['validation']
+  assert len(set(held.values())) > 1   # the seed changes which locations are held out
+  assert set(tau2020.read_tau_catalog(root, 0.0)) == {'train', 'test'}
+  config = fixtures.data_config(TAU, str(tmp_path / 'tfds'), root, validation_fraction=0.0)
+  assert datasets.prepare(config).num_examples == {'train': 18, 'test': 12}
+
+
 def test_parallel_recordings_share_a_segment_id(tau_build):
   _, _, _, dataset = tau_build
   devices_per_segment = collections.defaultdict(set)
@@ -71,7 +108,7 @@ def test_parallel_recordings_share_a_segment_id(tau_build):
 def test_stored_logmel_is_the_extracted_logmel(tau_build):
   _, root, config, dataset = tau_build
   source = dataset.sources['train']
-  for record in source.__getitems__([0, 5, 17]):
+  for record in source.__getitems__([0, 4, 8]):
     path = os.path.join(root, record['filename'])
     np.testing.assert_array_equal(record['logmel'], features.extract_logmel(path, config.features))
     tone = fixtures.SCENE_TONES_HZ[dataset.class_names[record['label']]]
@@ -173,4 +210,4 @@ def test_failure_while_writing_leaves_no_partial_dataset(tmp_path):
     datasets.prepare(config)
   assert os.listdir(data_dir) == []
   soundfile.write(bad, np.zeros(8000), 8000, subtype='PCM_16')
-  assert datasets.prepare(config).num_examples == {'train': 18, 'test': 12}
+  assert datasets.prepare(config).num_examples == {'train': 9, 'validation': 9, 'test': 12}

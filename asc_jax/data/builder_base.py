@@ -27,7 +27,7 @@ from asc_jax.data import catalog
 from asc_jax.data import extraction
 
 TEXT_FIELDS = ('device', 'city', 'identifier', 'segment_id', 'filename')
-SPLITS = ('train', 'test')
+SPLITS = ('train', 'validation', 'test')   # validation: carved from training data
 
 
 @dataclasses.dataclass(eq=False)
@@ -92,7 +92,8 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   @abc.abstractmethod
   def read_clips(self) -> dict:
-    """{'train': [Clip], 'test': [Clip]}, validated; raises DatasetValidationError."""
+    """{'train': [Clip], 'validation': [Clip], 'test': [Clip]} (validation may be absent),
+    validated; raises DatasetValidationError."""
 
   def clips(self) -> dict:
     """read_clips(), read once per builder."""

@@ -13,6 +13,7 @@ import dataclasses
 import os
 from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import soundfile
 
 SHOWN_OFFENDERS = 20
@@ -163,3 +164,46 @@ def flag_duplicates(rows: Sequence[CsvRow], key: str, problems: ProblemLog) -> l
     first_line[value] = row.line
     unique.append(row)
   return unique
+
+
+def hold_out_groups(group_sizes: dict, stratum_of: dict, fraction: float, seed: int) -> set:
+  """The groups held out for validation: about `fraction` of the clips of every stratum.
+
+  group_sizes: {group: clip count}; stratum_of: {group: its stratum} (e.g. the scene or the
+  device most of its clips have). Per stratum (sorted), its groups are visited in the order of
+  a numpy Generator seeded with [seed, stratum index] and a group is held out while that brings
+  the held clip count closer to fraction x the stratum's clips; so a stratum of one small
+  group keeps it in training. Whole groups go to one side: nothing of a held group stays.
+  """
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'validation fraction {fraction} must lie in [0, 1): set '
+                     'config.data.validation_fraction.')
+  by_stratum = collections.defaultdict(list)
+  for group in sorted(group_sizes):
+    by_stratum[stratum_of[group]].append(group)
+  held = set()
+  for index, stratum in enumerate(sorted(by_stratum)):
+    groups = by_stratum[stratum]
+    wanted = fraction * sum(group_sizes[group] for group in groups)
+    taken = 0
+    for position in np.random.default_rng([seed, index]).permutation(len(groups)):
+      group = groups[position]
+      if taken + group_sizes[group] / 2 < wanted:
+        held.add(group)
+        taken += group_sizes[group]
+  return held
+
+
+def split_off_validation(clips: Sequence['Clip'], group_of, stratum_of, fraction: float,
+                         seed: int) -> tuple:
+  """(train, validation) clips: whole groups (group_of(clip)) held out by `hold_out_groups`,
+  stratified by the stratum (stratum_of(clip)) most of a group's clips have."""
+  sizes = collections.Counter(group_of(clip) for clip in clips)
+  strata = collections.defaultdict(collections.Counter)
+  for clip in clips:
+    strata[group_of(clip)][stratum_of(clip)] += 1
+  majority = {group: max(sorted(counts), key=counts.__getitem__)
+              for group, counts in strata.items()}
+  held = hold_out_groups(dict(sizes), majority, fraction, seed)
+  return ([clip for clip in clips if group_of(clip) not in held],
+          [clip for clip in clips if group_of(clip) in held])

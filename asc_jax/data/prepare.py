@@ -21,10 +21,11 @@ def count_table(dataset: datasets.PreparedDataset) -> str:
   devices = [device for device in dataset.device_names
              if any(device in counts for counts in dataset.device_counts.values())]
   width = max(7, *(len(device) + 1 for device in devices))
-  lines = ['split'.ljust(7) + ''.join(device.rjust(width) for device in devices) +
+  first = max(7, *(len(split) + 1 for split in dataset.device_counts))
+  lines = ['split'.ljust(first) + ''.join(device.rjust(width) for device in devices) +
            'total'.rjust(8)]
   for split, counts in dataset.device_counts.items():
-    lines.append(split.ljust(7) + ''.join(str(counts.get(device, 0)).rjust(width)
+    lines.append(split.ljust(first) + ''.join(str(counts.get(device, 0)).rjust(width)
                                           for device in devices) +
                  str(dataset.num_examples[split]).rjust(8))
   return '\n'.join(lines)

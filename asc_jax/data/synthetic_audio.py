@@ -31,10 +31,13 @@ DEVICES = ('a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6')
 SEEN_DEVICES = ('b', 'c', 's1', 's2', 's3')
 CITIES = ('barcelona', 'helsinki', 'lisbon', 'london', 'lyon', 'milan', 'paris', 'prague',
           'stockholm', 'vienna')
-SPLITS = ('train', 'test')
-# Part of every synthetic builder config's name: bump it whenever rendering changes, so that a
-# dataset prepared by an older version is never reused. 2: deeper EQ on s4-s6 (calibration).
-GENERATOR_VERSION = 2
+SPLITS = ('train', 'validation', 'test')
+# Part of every synthetic builder config's name: bump it whenever rendering or the clip lists
+# change, so that a dataset prepared by an older version is never reused. 2: deeper EQ on s4-s6
+# (calibration). 3: a validation split (train and test clips are the same as in 2).
+GENERATOR_VERSION = 3
+# Validation clips per preset, as a fraction of its training clips (device a and each seen device).
+VALIDATION_FRACTION = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,9 @@ class SyntheticPreset:
 
   Train clips follow TAU fold 1: device 'a' dominant, `train_clips_per_seen_device` parallel
   recordings on each of b, c, s1, s2, s3, none on s4-s6. Test segments come from locations
-  never used in training and are each recorded by all nine devices.
+  never used in training and are each recorded by all nine devices. Validation follows the
+  training distribution (VALIDATION_FRACTION as many clips per device, a dominant, nothing on
+  s4-s6) at one more location per scene and city, used by neither train nor test.
   """
   sample_rate: int
   duration_s: float
@@ -56,9 +61,20 @@ class SyntheticPreset:
   event_snr_db: float = 0.0        # mean level of the events relative to the background.
 
   def __post_init__(self):
-    if not 1 <= self.num_cities <= len(CITIES) or not 2 <= self.locations_per_city <= 10:
+    if not 1 <= self.num_cities <= len(CITIES) or not 2 <= self.locations_per_city <= 9:
       raise ValueError(f'{self}: num_cities must lie in [1, {len(CITIES)}] and '
-                       'locations_per_city in [2, 10] (location ids are <scene><city><k>).')
+                       'locations_per_city in [2, 9] (location ids are <scene><city><k>; '
+                       'k = locations_per_city is the validation location).')
+
+  @property
+  def validation_clips_device_a(self) -> int:
+    """VALIDATION_FRACTION of the training device-a clips, a whole number per scene."""
+    per_scene = max(1, round(VALIDATION_FRACTION * self.train_clips_device_a / len(SCENES)))
+    return per_scene * len(SCENES)
+
+  @property
+  def validation_clips_per_seen_device(self) -> int:
+    return max(1, round(VALIDATION_FRACTION * self.train_clips_per_seen_device))
 
 
 PRESETS = {
@@ -117,11 +133,13 @@ def get_preset(preset_name: str) -> SyntheticPreset:
 
 
 def _locations(preset: SyntheticPreset, scene_index: int, split: str) -> list[tuple[str, int]]:
-  """(city, location) pairs of one scene in a split: the last location of each city is test."""
+  """(city, location) pairs of one scene in a split: of each city's locations k = 0..L-1 (L =
+  locations_per_city) the last is test, the others train; validation is k = L."""
   cities = CITIES[:preset.num_cities]
   first = 1000 + 100 * scene_index
-  per_city = range(preset.locations_per_city - 1) if split == 'train' else [
-      preset.locations_per_city - 1]
+  per_city = {'train': range(preset.locations_per_city - 1),
+              'test': [preset.locations_per_city - 1],
+              'validation': [preset.locations_per_city]}[split]
   return [(city, first + 10 * city_index + k)
           for city_index, city in enumerate(cities) for k in per_city]
 
@@ -142,19 +160,25 @@ def _segments(preset: SyntheticPreset, split: str, total: int) -> list[tuple[str
 
 
 def clip_specs(preset_name: str, split: str) -> list[ClipSpec]:
-  """Every clip of a split. 'train': all device-a segments, then for each of b, c, s1-s3 a
-  seeded subset of them recorded in parallel; 'test': every test segment on all nine devices."""
+  """Every clip of a split. 'train' and 'validation': all device-a segments, then for each of
+  b, c, s1-s3 a seeded subset of them recorded in parallel; 'test': every test segment on all
+  nine devices."""
   preset = get_preset(preset_name)
   if split not in SPLITS:
     raise ValueError(f'unknown split {split!r}; choose one of {SPLITS}.')
   if split == 'test':
     segments = _segments(preset, 'test', preset.test_clips_per_device)
     return [ClipSpec(*segment, device) for device in DEVICES for segment in segments]
-  segments = _segments(preset, 'train', preset.train_clips_device_a)
+  if split == 'validation':
+    segments = _segments(preset, 'validation', preset.validation_clips_device_a)
+    per_seen, stream = preset.validation_clips_per_seen_device, 'parallel-validation'
+  else:
+    segments = _segments(preset, 'train', preset.train_clips_device_a)
+    per_seen, stream = preset.train_clips_per_seen_device, 'parallel'
   specs = [ClipSpec(*segment, 'a') for segment in segments]
   for device in SEEN_DEVICES:
-    order = rng_for(preset, 'parallel', device).permutation(len(segments))
-    chosen = sorted(order[:min(preset.train_clips_per_seen_device, len(segments))])
+    order = rng_for(preset, stream, device).permutation(len(segments))
+    chosen = sorted(order[:min(per_seen, len(segments))])
     specs.extend(ClipSpec(*segments[i], device) for i in chosen)
   return specs
 

@@ -59,7 +59,7 @@ class SyntheticScenes(builder_base.LogmelBuilder):
 
   def read_clips(self) -> dict:
     return {split: [clip_of_spec(spec) for spec in synthetic_audio.clip_specs(self.preset, split)]
-            for split in builder_base.SPLITS}
+            for split in synthetic_audio.SPLITS}
 
   def extractor(self):
     return functools.partial(render_logmel, preset=self.preset,

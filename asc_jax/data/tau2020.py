@@ -1,7 +1,11 @@
 """TFDS builder for TAU Urban Acoustic Scenes 2020 Mobile, development set (Zenodo 3819968).
 
 Reads the user's unpacked copy (REFERENCE.md section 5 layout) from config.data.manual_dir:
-train = evaluation_setup/fold1_train.csv, test = evaluation_setup/fold1_evaluate.csv. Labels
+train = evaluation_setup/fold1_train.csv, test = evaluation_setup/fold1_evaluate.csv, and
+validation = whole recording locations (identifiers, `<city>-<location>`) held out of
+fold1_train: about config.data.validation_fraction of each scene's clips (0.3 by default, as
+the DCASE2021 baseline), seeded by config.data.validation_seed (catalog.split_off_validation),
+every device's recordings of a location on the same side. Labels
 come from those CSVs; device and identifier from meta.csv; city, location and segment from the
 file name `<scene>-<city>-<location>-<segment>-<device>.wav`. Everything is validated before
 anything is written.
@@ -106,8 +110,18 @@ def clip_from_row(root: str, row: catalog.CsvRow, meta: dict, problems: catalog.
                       identifier=identifier, segment_id='-'.join(parts[:4]), filename=filename)
 
 
-def read_tau_catalog(manual_dir: str) -> dict:
-  """{'train': [Clip], 'test': [Clip]} of a TAU layout; raises one error listing all problems."""
+def location_of(clip: catalog.Clip) -> str:
+  return clip.identifier
+
+
+def scene_of(clip: catalog.Clip) -> str:
+  return clip.label
+
+
+def read_tau_catalog(manual_dir: str, validation_fraction: float = 0.0,
+                     validation_seed: int = 0) -> dict:
+  """{'train', 'validation' (when validation_fraction > 0), 'test': [Clip]} of a TAU layout;
+  raises one error listing all problems."""
   root = check_manual_dir(manual_dir)
   problems = catalog.ProblemLog(f'TAU Urban Acoustic Scenes 2020 Mobile at {root}')
   meta = read_meta(root, problems)
@@ -119,6 +133,11 @@ def read_tau_catalog(manual_dir: str) -> dict:
     clips[split] = [clip for clip in (clip_from_row(root, row, meta, problems) for row in unique)
                     if clip is not None]
   problems.raise_if_any()
+  if validation_fraction > 0:
+    clips['train'], validation = catalog.split_off_validation(
+        clips['train'], location_of, scene_of, validation_fraction, validation_seed)
+    if validation:
+      clips = {'train': clips['train'], 'validation': validation, 'test': clips['test']}
   return clips
 
 
@@ -138,7 +157,9 @@ class TauUrbanAcousticScenes2020Mobile(builder_base.LogmelBuilder):
     return DEVICES
 
   def read_clips(self) -> dict:
-    return read_tau_catalog(self.manual_dir)
+    options = self.builder_config.options
+    return read_tau_catalog(self.manual_dir, options['validation_fraction'],
+                            options['validation_seed'])
 
   def extractor(self):
     return builder_base.file_extractor(self.builder_config.feature_params)
@@ -146,9 +167,14 @@ class TauUrbanAcousticScenes2020Mobile(builder_base.LogmelBuilder):
   @classmethod
   def config_from(cls, config: ml_collections.ConfigDict) -> builder_base.LogmelConfig:
     params = features_lib.feature_params(config.features)
+    options = dict(validation_fraction=float(config.data.validation_fraction),
+                   validation_seed=int(config.data.validation_seed))
     return builder_base.LogmelConfig(
-        name=builder_base.config_name('', params), feature_params=params,
-        description=f'Fold 1 (train: {SPLIT_CSVS["train"]}, test: {SPLIT_CSVS["test"]}).')
+        name=builder_base.config_name('', params, options), feature_params=params,
+        options=options,
+        description=(f'Fold 1 (train: {SPLIT_CSVS["train"]} less the validation locations, '
+                     f'validation: {options["validation_fraction"]:g} of its locations, seed '
+                     f'{options["validation_seed"]}; test: {SPLIT_CSVS["test"]}).'))
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> 'TauUrbanAcousticScenes2020Mobile':
