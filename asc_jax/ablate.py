@@ -29,14 +29,16 @@ import numpy as np
 from absl import app
 from absl import flags
 from matplotlib import figure as mpl_figure
-from ml_collections import config_flags
+import jax
 
-from asc_jax import checkpoints
+from asc_jax import configs
+from asc_jax import console
 from asc_jax import distributed
 from asc_jax import fileio
 from asc_jax import host_memory
 from asc_jax import optim
 from asc_jax import reports
+from asc_jax import run_files
 from asc_jax import train
 from asc_jax import vmap_sweep
 
@@ -160,22 +162,30 @@ def program_key(run: Run) -> tuple[tuple[str, Any], ...]:
   return tuple((key, value) for key, value in run.overrides if key not in optim.VMAPPABLE_KEYS)
 
 
+def group_directory(workdir: str, runs: Sequence[Run]) -> str:
+  """Where a vmapped group keeps its checkpoints: named after its variant and seeds."""
+  seeds = '_'.join(str(run.seed) for run in runs)
+  return os.path.join(workdir, 'vmap_groups', f'{runs[0].variant}_seeds_{seeds}')
+
+
 def train_together(config: ml_collections.ConfigDict, workdir: str, runs: Sequence[Run]
-                   ) -> dict[Run, dict]:
-  """Trains runs sharing one program_key in one vmapped program (asc_jax.vmap_sweep); writes each
-  run's config, dataset description and final evaluation report."""
+                   ) -> Optional[dict[Run, dict]]:
+  """Trains runs sharing one program_key in one vmapped program (asc_jax.vmap_sweep, resumable);
+  writes each run's config, dataset description and final test report. None when stopped."""
   base = run_config(config, runs[0])
   dataset = distributed.prepare_dataset(base)
   members = [vmap_sweep.Member(run.seed, tuple((key, value) for key, value in run.overrides
                                                if key in optim.VMAPPABLE_KEYS)) for run in runs]
   group = vmap_sweep.RunGroup(base, dataset, members)
-  stacked, _ = group.fit()
-  results = dict(zip(runs, group.evaluate(stacked)))
+  result, _ = group.fit(group_directory(workdir, runs))
+  if not result.completed:
+    return None
+  results = dict(zip(runs, group.evaluate(result.state)))
   if distributed.is_primary():
     for run, metrics in results.items():
       run_dir = os.path.join(workdir, run.directory)
-      checkpoints.write_run_files(run_dir, run_config(config, run), train.dataset_info(dataset))
-      reports.write_eval_report(run_dir, metrics, step=group.trainer.total_steps)
+      run_files.write_run_files(run_dir, run_config(config, run), run_files.dataset_info(dataset))
+      reports.write_eval_report(run_dir, metrics, step=result.step, checkpoint='final')
   return results
 
 
@@ -191,7 +201,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, runs: Sequence[Ru
     groups.setdefault(program_key(run) if vmap else (run,), []).append(run)
   for group in groups.values():
     if len(group) > 1:
-      results.update(train_together(config, workdir, group))
+      together = train_together(config, workdir, group)
+      if together is None:
+        print('a vmapped group stopped before the end; run the same command again to resume.')
+        return None
+      results.update(together)
       continue
     (run,) = group
     results[run] = train.train_and_evaluate(run_config(config, run),
@@ -292,16 +306,16 @@ def ablate(config: ml_collections.ConfigDict, workdir: str, sweeps: Sequence[str
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program, so importing this module
   next to other command modules defines no clashing flags."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Base experiment config (configs/*.py[:variant]).', lock_config=True)
+  configs.define_config_flag('config', None, 'Base experiment config (configs/NAME.py[:variant] '
+                             'or a packaged config NAME).')
   flags.DEFINE_string('workdir', None, 'Directory of the sweep: a sub-directory per run.')
   flags.DEFINE_multi_string('sweep', [], "A config key and its values, 'key=v1,v2,...'; "
                              'several --sweep flags form a grid.')
   flags.DEFINE_integer('seeds', 1, 'Seeds per variant: config.seed, config.seed + 1, ...')
   flags.DEFINE_bool(
       'vmap', False, 'Train runs that differ only in seed, train.learning_rate or '
-      'train.weight_decay together in one jax.vmap-ed program (no checkpoints; see '
-      'asc_jax/vmap_sweep.py).')
+      'train.weight_decay together in one jax.vmap-ed program (checkpointed and '
+      'resumable; see asc_jax/vmap_sweep.py).')
 
 
 def main(argv):
@@ -309,7 +323,9 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if flags.FLAGS.config is None or flags.FLAGS.workdir is None:
     raise app.UsageError('--config and --workdir are required.')
+  console.setup()
   distributed.initialize(flags.FLAGS.config.distributed)
+  console.log_to_file(flags.FLAGS.workdir, jax.process_index())
   train.enable_compilation_cache(flags.FLAGS.config.train.compilation_cache_dir)
   ablate(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.sweep, flags.FLAGS.seeds,
          flags.FLAGS.vmap)

@@ -85,13 +85,17 @@ def sgd_cosine_train() -> ml_collections.ConfigDict:
       learning_rate=0.1,
       momentum=0.9,
       weight_decay=1e-3,
-      warmup_epochs=5,
+      warmup_epochs=5.0,            # may be a fraction (one-cycle: 0.05 * num_epochs).
       grad_clip_norm=0.0,           # 0 = no clipping.
       label_smoothing=0.0,
       eval_batch_size=100,
-      eval_every_epochs=10,
+      eval_every_epochs=10,         # validation scored this often (and at the end).
+      early_stopping_patience=0,    # stop after this many validation scores without a new best; 0 = off.
+      test_checkpoint='best',       # scored on test once at the end: best (by validation accuracy;
+                                    # final when the dataset has no validation split) | final.
       log_every_steps=50,
       checkpoint_every_steps=500,
+      stop_sync_every_steps=10,     # multi-process runs agree on a stop signal at multiples of this.
       compilation_cache_dir='~/.cache/asc_jax/jax_cache',   # '' disables the persistent cache.
   ))
 

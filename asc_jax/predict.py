@@ -137,14 +137,14 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError('usage: python -m asc_jax.predict --workdir=DIR [--json] [--top_k=3] '
                          'PATH...  (audio files or folders)')
   logging.set_verbosity(logging.WARNING)   # Orbax logs every restore step at INFO.
-  from asc_jax import checkpoints  # Imported here: --help must not load the model stack.
+  from asc_jax import inference  # Imported here: --help must not load the model stack.
   try:
     files = collect_audio_files(paths)
     if flags.FLAGS.int8:
-      from asc_jax.compress import export  # Imported here, like checkpoints.
+      from asc_jax.compress import export  # Imported here, like inference.
       bundle = export.load_inference_bundle(flags.FLAGS.workdir)
     else:
-      bundle = checkpoints.load_for_inference(flags.FLAGS.workdir, flags.FLAGS.checkpoint)
+      bundle = inference.load_for_inference(flags.FLAGS.workdir, flags.FLAGS.checkpoint)
   except FileNotFoundError as error:
     print(f'error: {error}', file=sys.stderr)
     return 1

@@ -18,8 +18,8 @@ from asc_jax import fileio
 
 # Panels of the training-curve plot: title and the history keys drawn in it, where present.
 CURVE_PANELS = (
-    ('loss', ('train/loss', 'test/log_loss')),
-    ('accuracy', ('train/accuracy', 'test/accuracy')),
+    ('loss', ('train/loss', 'validation/log_loss')),
+    ('accuracy', ('train/accuracy', 'validation/accuracy')),
     ('learning rate', ('train/learning_rate', 'learning_rate')),
 )
 
@@ -28,11 +28,28 @@ def eval_report_path(directory: str, tag: str = 'test') -> str:
   return os.path.join(directory, f'eval_{tag}.json')
 
 
-def write_eval_report(directory: str, metrics: Mapping, *, step: int, tag: str = 'test') -> str:
-  """Writes {'step', 'tag', **metrics} to directory/eval_<tag>.json; returns the path."""
+def write_eval_report(directory: str, metrics: Mapping, *, step: int, tag: str = 'test',
+                      checkpoint: str = '') -> str:
+  """Writes {'step', 'tag', 'split', 'checkpoint', **metrics} to directory/eval_<tag>.json.
+
+  `checkpoint` says which checkpoint was scored ('final', 'latest', 'best'); returns the path.
+  """
   path = eval_report_path(directory, tag)
-  fileio.atomic_write_json(path, {'step': int(step), 'tag': tag, **metrics})
+  fileio.atomic_write_json(path, {'step': int(step), 'tag': tag, 'split': tag,
+                                  'checkpoint': checkpoint, **metrics})
   return path
+
+
+def write_split_reports(directory: str, metrics: Mapping, *, filenames: Sequence[str],
+                        probabilities: np.ndarray, class_names: Sequence[str], step: int,
+                        tag: str, checkpoint: str) -> None:
+  """Every report of one scored split: eval_<tag>.json, predictions_<tag>.csv (DCASE style),
+  confusion_<tag>.png and accuracy_per_device_<tag>.png."""
+  write_eval_report(directory, metrics, step=step, tag=tag, checkpoint=checkpoint)
+  write_predictions_csv(os.path.join(directory, f'predictions_{tag}.csv'), filenames,
+                        probabilities, class_names)
+  plot_confusion_matrix(os.path.join(directory, f'confusion_{tag}.png'), metrics, class_names)
+  plot_per_device_accuracy(os.path.join(directory, f'accuracy_per_device_{tag}.png'), metrics)
 
 
 def write_predictions_csv(path: str, filenames: Sequence[str], probabilities: np.ndarray,

@@ -1,5 +1,12 @@
 """Pure, jittable training and evaluation steps, and the train state they carry.
 
+A step is built from an *objective*: objective(params, batch_stats, batch, key) ->
+(loss, (metrics, new batch_stats)). `make_train_step` wraps any objective with the gradient,
+the optax update and the non-finite guard, so the classifier, a distilled or quantized student
+and the device translator share one step. Nothing here reads files or compiles: asc_jax.builder
+jits these functions, and whatever a step needs from disk (a translator, teacher outputs) is
+loaded where the run is set up and passed in.
+
 Randomness comes only from a base key folded with the step number, so a resumed run draws the
 same dropout and augmentation as an uninterrupted one, on any number of devices.
 """
@@ -14,7 +21,13 @@ import ml_collections
 import optax
 
 from asc_jax.augment import chain as augment_chain
-from asc_jax.augment import translation as augment_translation
+
+Objective = Callable[[Any, Any, dict, jax.Array], tuple[jax.Array, tuple[dict, Any]]]
+# (key, logmel [B, F, T], device [B]) -> logmel: a batch transform that needs the device index.
+DeviceAugmentation = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+# Fold-in index of the device augmentation's key under the step's augmentation key, clear of the
+# indices asc_jax.augment.chain folds in for its augmentations.
+DEVICE_AUGMENTATION_KEY = 100
 
 
 @flax.struct.dataclass
@@ -26,14 +39,47 @@ class TrainState:
   nonfinite_step: jax.Array   # -1 until a step produced a non-finite loss or gradient; then that step.
 
 
-def init_state(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, int],
-               key: jax.Array) -> TrainState:
-  """Initial parameters, BatchNorm statistics and optimizer state for inputs [N, F, T]."""
-  variables = model.init({'params': key, 'dropout': key}, jnp.zeros((1, *input_shape)), train=False)
-  params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+def new_state(params: Any, batch_stats: Any, tx: optax.GradientTransformation) -> TrainState:
+  """A state at step 0 around given weights, with a fresh optimizer state."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, example_inputs: tuple,
+               key: jax.Array, **init_kwargs) -> TrainState:
+  """Initial parameters, BatchNorm statistics and optimizer state; `example_inputs` are the
+  model's positional inputs with a batch of one (a [1, F, T] log-mel for the classifier)."""
+  variables = model.init({'params': key, 'dropout': key}, *example_inputs, **init_kwargs)
+  return new_state(variables['params'], variables.get('batch_stats', {}), tx)
+
+
+def variables_state(variables: dict[str, Any]) -> TrainState:
+  """A state holding only weights (no optimizer), for scoring a stored model."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                    batch_stats=variables.get('batch_stats', {}), opt_state=(),
                     nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def make_train_step(objective: Objective, tx: optax.GradientTransformation) -> Callable:
+  """Returns train_step(state, batch, base_key) -> (state, metrics with 'loss').
+
+  A step whose loss or gradient is not finite leaves the state unchanged and records its number
+  in `nonfinite_step` (the loop's non-finite hook stops the run on it).
+  """
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array):
+    step_key = jax.random.fold_in(base_key, state.step)
+    (loss, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params, state.batch_stats, batch, step_key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    stepped = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state)
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
+    first_bad = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
+    return kept.replace(nonfinite_step=first_bad), {'loss': loss, **metrics}
+
+  return train_step
 
 
 def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) -> jax.Array:
@@ -41,51 +87,41 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) ->
   return optax.smooth_labels(onehot, label_smoothing) if label_smoothing > 0 else onehot
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    config: ml_collections.ConfigDict,
-                    loss_fn: Optional[Callable[..., jax.Array]] = None) -> Callable:
-  """Returns train_step(state, batch, base_key) -> (state, metrics).
+def cross_entropy(logits: jax.Array, targets: dict[str, jax.Array], batch: dict) -> jax.Array:
+  """The default per-example loss: cross-entropy against the (smoothed, mixed) label targets."""
+  del batch
+  return optax.losses.softmax_cross_entropy(logits, targets['label'])
 
-  `batch` holds 'logmel' [B, F, T] and 'label' [B] (plus anything `loss_fn` reads, such as
-  'teacher_logits'). `loss_fn(logits, targets, batch)` returns per-example losses; the default is
-  cross-entropy against the (smoothed, possibly mixed) one-hot targets.
+
+def classifier_objective(model: nn.Module, config: ml_collections.ConfigDict,
+                         loss_fn: Callable = cross_entropy,
+                         device_augmentation: Optional[DeviceAugmentation] = None) -> Objective:
+  """The scene classifier's objective on batches of 'logmel' [B, F, T] and 'label' [B].
+
+  Order: device augmentation (translation) -> config.augment's batch transforms -> model ->
+  `loss_fn(logits, targets, batch)` per example, averaged. Targets hold 'label' (one-hot,
+  smoothed and mixed like the inputs) and, when the batch carries it, 'teacher_probs'.
   """
   num_classes = config.model.num_classes
-  loss_fn = loss_fn or (lambda logits, targets, batch: optax.losses.softmax_cross_entropy(
-      logits, targets['label']))
-  translate = augment_translation.step_translation(config)   # None unless translation is on.
 
-  def train_step(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array):
-    step_key = jax.random.fold_in(base_key, state.step)
-    augment_key, dropout_key = jax.random.split(step_key)
+  def objective(params, batch_stats, batch, key):
+    augment_key, dropout_key = jax.random.split(key)
     targets = {'label': soft_targets(batch['label'], num_classes, config.train.label_smoothing)}
     if 'teacher_probs' in batch:
       targets['teacher_probs'] = batch['teacher_probs']
     inputs = batch['logmel']
-    if translate is not None:
-      inputs = translate(jax.random.fold_in(augment_key, augment_translation.KEY_INDEX), inputs,
-                         batch['device'])
+    if device_augmentation is not None:
+      inputs = device_augmentation(jax.random.fold_in(augment_key, DEVICE_AUGMENTATION_KEY),
+                                   inputs, batch['device'])
     inputs, targets = augment_chain.augment_batch(augment_key, inputs, targets, config.augment)
-
-    def objective(params):
-      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, inputs,
-                                    train=True, rngs={'dropout': dropout_key},
-                                    mutable=['batch_stats'])
-      return loss_fn(logits, targets, batch).mean(), (logits, updates['batch_stats'])
-
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    stepped = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            batch_stats=batch_stats, opt_state=opt_state)
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
-    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), stepped, state)
-    first_bad = jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step)
-    new_state = new_state.replace(nonfinite_step=first_bad)
+    logits, updates = model.apply({'params': params, 'batch_stats': batch_stats}, inputs,
+                                  train=True, rngs={'dropout': dropout_key},
+                                  mutable=['batch_stats'])
+    loss = loss_fn(logits, targets, batch).mean()
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    return new_state, {'loss': loss, 'accuracy': accuracy}
+    return loss, ({'accuracy': accuracy}, updates['batch_stats'])
 
-  return train_step
+  return objective
 
 
 def make_eval_step(model: nn.Module) -> Callable:

@@ -1,182 +1,38 @@
-"""train_and_evaluate(config, workdir): the data-parallel training loop, checkpoints, reports.
+"""train_and_evaluate(config, workdir): the classifier run, from the dataset to the reports.
 
-State is replicated and the global batch sharded over every device of every process
-(asc_jax.parallel); a restarted run resumes from the newest checkpoint, model and data iterator
-alike; SIGTERM saves and exits; a non-finite loss stops the run naming the step and leaves the
-last good checkpoint in place.
+The run is assembled by asc_jax.builder and trained by the one loop (asc_jax.loop) with the
+standard hooks (asc_jax.hooks): progress and metrics, non-finite checks, validation scores,
+early stopping and checkpoints. Model selection (the best checkpoint, early stopping) reads the
+validation split only; the test split is scored once, at the end, with the checkpoint that
+config.train.test_checkpoint names, and every report says which split and checkpoint it holds.
+A restarted run resumes from the newest checkpoint, model and data iterator alike; SIGTERM or
+Ctrl-C saves and exits (asc_jax.preemption). Compression (asc_jax.compress.run) and sweeps
+(asc_jax.vmap_sweep) train through the same `fit`.
 """
 
-import functools
 import os
-import time
 from typing import Any, Callable, Optional, Sequence
 
 import jax
 import ml_collections
-import numpy as np
-import tqdm
 
-from asc_jax import checkpoints
+from asc_jax import builder
+from asc_jax import checkpointing
 from asc_jax import distributed
-from asc_jax import eval_loop
+from asc_jax import evaluate
+from asc_jax import hooks
+from asc_jax import inference
+from asc_jax import loop
 from asc_jax import metric_writer
-from asc_jax import models
-from asc_jax import optim
-from asc_jax import parallel
-from asc_jax import preemption
 from asc_jax import reports
+from asc_jax import run_files
+from asc_jax import scoring
 from asc_jax import steps
-from asc_jax.compress import pruning
+from asc_jax.augment import translation as augment_translation
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
 
-
-class NonFiniteLossError(FloatingPointError):
-  pass
-
-
-def dataset_info(dataset: datasets.PreparedDataset) -> dict:
-  return {'class_names': list(dataset.class_names), 'device_names': list(dataset.device_names),
-          'feature_params': dataset.feature_params, 'input_shape': list(dataset.input_shape),
-          'num_examples': dict(dataset.num_examples)}
-
-
-def check_compatible(config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset,
-                     mesh: jax.sharding.Mesh) -> None:
-  if config.model.num_classes != len(dataset.class_names):
-    raise ValueError(f'config.model.num_classes={config.model.num_classes} but the dataset '
-                     f'{config.data.name} has {len(dataset.class_names)} classes: set '
-                     f'--config.model.num_classes={len(dataset.class_names)}.')
-  parallel.check_batch_size(config.train.batch_size, 'config.train.batch_size', mesh)
-  parallel.check_batch_size(config.train.eval_batch_size, 'config.train.eval_batch_size', mesh)
-
-
-class Trainer:
-  """Holds the compiled steps and the mesh for one run; `fit` trains, `evaluate` scores."""
-
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
-               dataset: datasets.PreparedDataset, devices: Optional[Sequence[jax.Device]] = None,
-               model: Optional[Any] = None, make_train_step: Callable = steps.make_train_step):
-    """`model` (anything with flax's init/apply; default: config.model's network) and
-    `make_train_step(model, tx, config)` let compression runs swap in a quantized model and a
-    distillation step."""
-    self.mesh = parallel.make_mesh(devices)
-    check_compatible(config, dataset, self.mesh)
-    self.config, self.workdir, self.dataset = config, workdir, dataset
-    self.model = model if model is not None else models.build_model(config.model)
-    self.steps_per_epoch = dataset.num_examples['train'] // config.train.batch_size
-    if self.steps_per_epoch == 0:
-      raise ValueError(f'config.train.batch_size={config.train.batch_size} exceeds the '
-                       f'{dataset.num_examples["train"]} training examples: lower it.')
-    self.total_steps = int(config.train.num_epochs * self.steps_per_epoch)
-    self.tx, self.schedule = optim.make_optimizer(
-        config.train, self.steps_per_epoch,
-        pruning.pruning_from_config(config.prune, self.steps_per_epoch))
-    replicated, sharded = parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)
-    init = functools.partial(steps.init_state, self.model, self.tx, dataset.input_shape)
-    self._init = jax.jit(init, out_shardings=replicated)
-    self._train_step = jax.jit(make_train_step(self.model, self.tx, config),
-                               in_shardings=(replicated, sharded, replicated),
-                               out_shardings=(replicated, replicated), donate_argnums=(0,))
-    self._eval_step = jax.jit(steps.make_eval_step(self.model),
-                              in_shardings=(replicated, sharded), out_shardings=sharded)
-
-  def initial_state(self) -> steps.TrainState:
-    return self._init(jax.random.key(self.config.seed))
-
-  def train_iterator(self):
-    return input_pipeline.train_iterator(
-        self.dataset.sources['train'], global_batch_size=self.config.train.batch_size,
-        seed=self.config.seed, device_names=self.dataset.device_names,
-        process_index=jax.process_index(), process_count=jax.process_count())
-
-  def evaluate(self, state: steps.TrainState, *, step: int, write_files: bool) -> dict:
-    scored = eval_loop.score_split(self._eval_step, state, self.dataset.sources['test'],
-                                   batch_size=self.config.train.eval_batch_size,
-                                   device_names=self.dataset.device_names, mesh=self.mesh)
-    return eval_loop.evaluate_and_report(
-        scored, self.dataset.sources['test'], class_names=self.dataset.class_names,
-        device_names=self.dataset.device_names, workdir=self.workdir, step=step,
-        write_files=write_files)
-
-  def fit(self, writer: metric_writer.MetricWriter) -> tuple[steps.TrainState, Optional[dict]]:
-    """Trains to the end (or to a stop signal); returns the state and the last test metrics."""
-    config, train = self.config, self.config.train
-    manager = checkpoints.checkpoint_manager(self.workdir)
-    iterator = self.train_iterator()
-    state = self.initial_state()
-    restored = checkpoints.restore_latest(manager, state, iterator)
-    if restored is not None:
-      state = restored
-      print(f'resumed from step {int(state.step)} in {manager.directory}')
-    base_key = jax.jit(functools.partial(jax.random.key, config.seed + 1),  # on every process
-                       out_shardings=parallel.replicated(self.mesh))()
-    step = int(state.step)
-    eval_every = max(1, int(train.eval_every_epochs * self.steps_per_epoch))
-    metrics, history, last_eval = [], [], None
-    progress = tqdm.tqdm(total=self.total_steps, initial=step, desc='train', unit='step',
-                         disable=jax.process_index() != 0)
-    tick, tick_step = time.perf_counter(), step
-    with preemption.stop_on_signals() as stop:
-      while step < self.total_steps:
-        batch = parallel.to_global_batch(next(iterator), self.mesh)
-        state, step_metrics = self._train_step(state, batch, base_key)
-        metrics.append(step_metrics)
-        step += 1
-        progress.update(1)
-        at_log = step % train.log_every_steps == 0 or step == self.total_steps
-        at_eval = step % eval_every == 0 or step == self.total_steps
-        at_save = step % train.checkpoint_every_steps == 0 or bool(stop)
-        if not (at_log or at_eval or at_save):
-          continue
-        self._raise_if_nonfinite(state)
-        if at_log:
-          clips_per_s = (step - tick_step) * train.batch_size / (time.perf_counter() - tick)
-          scalars = self._summarize(metrics, step, clips_per_s)
-          writer.write_scalars(step, scalars)
-          progress.set_postfix(loss=f'{scalars["train/loss"]:.3f}',
-                               acc=f'{scalars["train/accuracy"]:.3f}',
-                               clips_per_s=f'{clips_per_s:.0f}')
-          metrics, tick, tick_step = [], time.perf_counter(), step
-        if at_eval:
-          last_eval = self.evaluate(state, step=step, write_files=False)
-          writer.write_scalars(step, {'test/accuracy': last_eval['accuracy'],
-                                      'test/log_loss': last_eval['log_loss'],
-                                      **self._sparsity_scalars(state)})
-          checkpoints.save(manager, step, state, iterator,
-                           metrics={'accuracy': last_eval['accuracy']})
-        elif at_save:
-          checkpoints.save(manager, step, state, iterator)
-        if stop:
-          print(f'{stop.signal_name} received: saved step {step} in {manager.directory}; '
-                'run the same command again to resume.')
-          break
-    progress.close()
-    return state, (last_eval if step >= self.total_steps else None)
-
-  def _summarize(self, metrics: list[dict], step: int, clips_per_s: float) -> dict[str, float]:
-    values = jax.device_get(metrics)
-    return {'train/loss': float(np.mean([m['loss'] for m in values])),
-            'train/accuracy': float(np.mean([m['accuracy'] for m in values])),
-            'train/learning_rate': float(self.schedule(step - 1)),
-            'train/clips_per_s': clips_per_s}
-
-  def _sparsity_scalars(self, state: steps.TrainState) -> dict[str, float]:
-    """Per-kernel and overall sparsity, logged when pruning is on."""
-    if self.config.prune.target_sparsity <= 0:
-      return {}
-    params = jax.device_get(state.params)
-    per_layer = pruning.sparsity_report(params)
-    return {'sparsity/overall': pruning.overall_sparsity(params),
-            **{f'sparsity/{name}': value for name, value in per_layer.items()}}
-
-  def _raise_if_nonfinite(self, state: steps.TrainState) -> None:
-    bad_step = int(state.nonfinite_step)
-    if bad_step >= 0:
-      raise NonFiniteLossError(
-          f'the loss or its gradient became NaN or inf at step {bad_step}; training stopped and '
-          f'the last good checkpoint in {os.path.join(self.workdir, checkpoints.CHECKPOINT_DIR)} is kept. '
-          'Lower config.train.learning_rate or set config.train.grad_clip_norm.')
+VALIDATION, TEST = 'validation', 'test'
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
@@ -186,41 +42,171 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[dict]:
-  """Trains on config.data's train split, evaluates on its test split, writes the reports.
+def train_batches(config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset,
+                  seed: Optional[int] = None):
+  """This process's endless, checkpointable iterator of shuffled training batches."""
+  return input_pipeline.train_iterator(
+      dataset.sources['train'], global_batch_size=config.train.batch_size,
+      seed=config.seed if seed is None else seed, device_names=dataset.device_names,
+      process_index=jax.process_index(), process_count=jax.process_count())
 
-  Returns the final test metrics, or None when a stop signal ended the run early.
-  """
-  dataset = distributed.prepare_dataset(config)
-  os.makedirs(workdir, exist_ok=True)
+
+def score(run: builder.Run, state: steps.TrainState, dataset: datasets.PreparedDataset,
+          split: str, batch_size: int) -> tuple[dict, dict]:
+  """(metrics (asc_jax.evaluate), scored arrays) of one run's state on every record of `split`."""
+  scored = scoring.score_split(run.eval_step, state, dataset.sources[split], batch_size=batch_size,
+                               device_names=dataset.device_names, mesh=run.mesh, name=split)
+  metrics = evaluate.compute_metrics(scored['logits'], scored['label'], scored['device'],
+                                     dataset.class_names, dataset.device_names)
+  return metrics, scored
+
+
+def write_reports(workdir: str, scored_split: tuple[dict, dict],
+                  dataset: datasets.PreparedDataset, split: str, step: int, checkpoint: str
+                  ) -> dict:
+  """Writes the reports of a `score` result (process 0 only); returns its metrics."""
+  plain, scored = scored_split
   if jax.process_index() == 0:
-    checkpoints.write_run_files(workdir, config, dataset_info(dataset))
-  trainer = Trainer(config, workdir, dataset)
-  writer = metric_writer.MetricWriter(workdir, enabled=jax.process_index() == 0)
+    filenames = [dataset.sources[split][int(index)]['filename'] for index in scored['index']]
+    reports.write_split_reports(workdir, plain, filenames=filenames,
+                                probabilities=evaluate.softmax(scored['logits']),
+                                class_names=dataset.class_names, step=step, tag=split,
+                                checkpoint=checkpoint)
+  return plain
+
+
+def has_validation(dataset: datasets.PreparedDataset) -> bool:
+  return dataset.num_examples.get(VALIDATION, 0) > 0
+
+
+def standard_hooks(config: ml_collections.ConfigDict, workdir: str, run: builder.Run,
+                   dataset: datasets.PreparedDataset, writer: metric_writer.MetricWriter,
+                   manager, data_iterator, start_step: int,
+                   extra_hooks: Sequence[loop.Hook] = (),
+                   validation_scalars: Optional[Callable] = None) -> list[loop.Hook]:
+  """Progress, non-finite check, validation (+ early stopping), extra hooks, checkpoints."""
+  train = config.train
+  primary = jax.process_index() == 0
+  progress = hooks.ReportProgress(writer, total_steps=run.total_steps, start_step=start_step,
+                                  clips_per_step=train.batch_size,
+                                  every_steps=train.log_every_steps, schedule=run.task.schedule,
+                                  enabled=primary)
+  every = [progress, hooks.CheckNonFinite(train.log_every_steps, checkpointing.checkpoint_dir(workdir))]
+  if has_validation(dataset):
+    eval_every = max(1, int(train.eval_every_epochs * run.task.steps_per_epoch))
+    every.append(hooks.EvaluateValidation(
+        lambda state: score(run, state, dataset, VALIDATION, train.eval_batch_size)[0],
+        writer, eval_every, validation_scalars))
+    patience = train.get('early_stopping_patience', 0)
+    if patience > 0:
+      previous = [row['validation/accuracy'] for row in metric_writer.read_history(workdir)
+                  if 'validation/accuracy' in row and row['step'] <= start_step]
+      every.append(hooks.EarlyStopping(patience, previous))
+  elif primary:
+    print(f'{config.data.name} has no validation split: no validation scores, best checkpoint '
+          'or early stopping; the test split is scored once at the end.')
+  return every + list(extra_hooks) + [
+      hooks.Checkpointing(manager, data_iterator, train.checkpoint_every_steps)]
+
+
+def fit(config: ml_collections.ConfigDict, workdir: str, dataset: datasets.PreparedDataset,
+        run: builder.Run, initial_state: Optional[Callable[[], Any]] = None,
+        extra_hooks: Sequence[loop.Hook] = (), validation_scalars: Optional[Callable] = None,
+        writer: Optional[metric_writer.MetricWriter] = None) -> loop.LoopResult:
+  """Trains `run` in `workdir` with the standard hooks, resuming from its newest checkpoint.
+
+  initial_state: () -> state of a fresh run (default: run.init from config.seed); a warm start
+  (compression) passes its own. writer: the run's metric writer when extra hooks share it
+  (the caller closes it); by default fit opens and closes its own.
+  """
+  manager = checkpointing.checkpoint_manager(workdir)
+  data_iterator = train_batches(config, dataset)
+  state = initial_state() if initial_state is not None else run.init(jax.random.key(config.seed))
+  restored = checkpointing.restore_latest(manager, state, data_iterator)
+  if restored is not None:
+    state = restored
+    print(f'resumed from step {int(state.step)} in {manager.directory}')
+  own_writer = writer is None
+  if own_writer:
+    writer = metric_writer.MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:
-    state, _ = trainer.fit(writer)
-    if int(state.step) < trainer.total_steps:
-      return None
-    final = trainer.evaluate(state, step=int(state.step), write_files=True)
+    run_hooks = standard_hooks(config, workdir, run, dataset, writer, manager, data_iterator,
+                               int(state.step), extra_hooks, validation_scalars)
+    result = loop.train_loop(run, state, data_iterator, run.base_key(config.seed), run_hooks,
+                             stop_every_steps=config.train.get('stop_sync_every_steps', 10))
   finally:
-    writer.close()
+    if own_writer:
+      writer.close()
+  if not result.completed:
+    cause = result.signal_name or 'a stop signal on another process'
+    print(f'{cause}: saved step {result.step} in {manager.directory}; run the same command '
+          'again to resume.')
+  return result
+
+
+def chosen_checkpoint(config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset) -> str:
+  """'best' or 'final': which checkpoint the test split is scored with."""
+  which = config.train.get('test_checkpoint', 'best')
+  if which not in ('best', 'final'):
+    raise ValueError(f'config.train.test_checkpoint={which!r} is unknown: use best or final.')
+  return which if has_validation(dataset) else 'final'
+
+
+def test_state(run: builder.Run, workdir: str, final_state: steps.TrainState, which: str
+               ) -> tuple[steps.TrainState, int]:
+  """The state to score on test and its step: the final one, or the best checkpoint's."""
+  if which == 'final':
+    return final_state, int(final_state.step)
+  variables = inference.load_variables(workdir, 'best')
+  state = run.place_state(steps.variables_state(variables))
+  return state, inference.checkpoint_step(workdir, 'best')
+
+
+def finish(config: ml_collections.ConfigDict, workdir: str, run: builder.Run,
+           dataset: datasets.PreparedDataset, final_state: steps.TrainState) -> dict:
+  """Scores the test split once with the chosen checkpoint; writes the reports and plots."""
+  which = chosen_checkpoint(config, dataset)
+  state, step = test_state(run, workdir, final_state, which)
+  metrics = write_reports(workdir, score(run, state, dataset, TEST, config.train.eval_batch_size),
+                          dataset, TEST, step, which)
   if jax.process_index() == 0:
     reports.plot_training_curves(os.path.join(workdir, 'training_curves.png'),
                                  metric_writer.read_history(workdir))
-    print(reports.format_metrics_table(final))
-  return final
+    print(f'test split, {which} checkpoint (step {step}):')
+    print(reports.format_metrics_table(metrics))
+  return metrics
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[dict]:
+  """Trains on config.data's train split (validation for model selection), scores its test split
+  once at the end, writes the reports. Returns the test metrics, or None when a stop signal
+  ended the run early."""
+  if config.prune.target_sparsity > 0:
+    raise ValueError(f'config.prune.target_sparsity={config.prune.target_sparsity}: pruning is part '
+                     'of compression; train without it, then run python -m asc_jax.compress '
+                     '--source_workdir=THIS_RUN (configs/compress.py sets the pruning schedule).')
+  dataset = distributed.prepare_dataset(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
+  translation = augment_translation.load_device_translation(config)
+  run = builder.build(config, dataset, device_augmentation=translation)
+  result = fit(config, workdir, dataset, run)
+  if not result.completed:
+    return None
+  return finish(config, workdir, run, dataset, result.state)
 
 
 def evaluate_workdir(workdir: str, which: str = 'latest') -> dict:
-  """Re-evaluates a trained workdir's checkpoint on its test split and rewrites the reports."""
-  config = checkpoints.load_config(workdir)
+  """Re-scores a trained workdir's checkpoint on its test split and rewrites the test reports."""
+  config = run_files.load_config(workdir)
   dataset = distributed.prepare_dataset(config)
-  trainer = Trainer(config, workdir, dataset)
-  variables = checkpoints.load_variables(workdir, which)
-  state = trainer.initial_state().replace(params=variables['params'],
-                                          batch_stats=variables['batch_stats'])
-  state = parallel.replicate(state, trainer.mesh)
-  metrics = trainer.evaluate(state, step=-1, write_files=True)
+  run = builder.build(config, dataset)
+  state = run.place_state(steps.variables_state(inference.load_variables(workdir, which)))
+  step = inference.checkpoint_step(workdir, which)
+  metrics = write_reports(workdir, score(run, state, dataset, TEST, config.train.eval_batch_size),
+                          dataset, TEST, step, which)
   if jax.process_index() == 0:
+    print(f'test split, {which} checkpoint (step {step}):')
     print(reports.format_metrics_table(metrics))
   return metrics

@@ -6,7 +6,7 @@ PyTorch reference once per memory format (a fresh subprocess each, warm-up inclu
 immediately after it asc_jax, so both see the same load. The ratio of a round is asc_jax's clips/s
 over the faster PyTorch format's clips/s in that round; the summary gives the median over rounds.
 
-The asc_jax train step is the real one (steps.make_train_step: SpecAugment, cross-entropy with
+The asc_jax train step is the real one (compiled by asc_jax.builder: SpecAugment, cross-entropy with
 label smoothing, the optax chain, non-finite guard); the reference does forward, cross-entropy,
 backward and SGD with momentum and weight decay. Both update BatchNorm statistics and use dropout.
 

@@ -1,8 +1,8 @@
 """Shared pieces of the benchmark scripts: the real config, step and state, timing, tables, JSON.
 
-The steps timed here are asc_jax's own: `steps.make_train_step` with the optax chain of
-`optim.make_optimizer` (augmentation included), jitted as `train.Trainer` jits them (state
-donated), and `steps.make_eval_step`. Results go to benchmarks/results/<name>.json.
+The steps timed here are asc_jax's own, compiled by the one builder (asc_jax.builder): the
+classifier's train step with the optax chain of config.train (augmentation included, state
+donated) and its eval step, on a one-device mesh. Results go to benchmarks/results/<name>.json.
 """
 
 import csv
@@ -14,6 +14,7 @@ import platform
 import statistics
 import tempfile
 import time
+import types
 from typing import Any, Callable, Sequence
 
 from absl import app
@@ -23,10 +24,9 @@ import ml_collections
 import numpy as np
 import soundfile
 
+from asc_jax import builder
 from asc_jax import host_memory
-from asc_jax import models
-from asc_jax import optim
-from asc_jax import steps
+from asc_jax import parallel
 from asc_jax.data import tau2020
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,33 +60,26 @@ def random_batch(config: ml_collections.ConfigDict, batch_size: int, frames: int
           'label': jax.random.randint(key_y, (batch_size,), 0, config.model.num_classes)}
 
 
-def train_step_and_state(config: ml_collections.ConfigDict, frames: int
-                         ) -> tuple[Callable, steps.TrainState]:
-  """The jitted, state-donating train step of asc_jax and a fresh state for [n_mels, frames]."""
-  model = models.build_model(config.model)
-  tx, _ = optim.make_optimizer(config.train, steps_per_epoch=100)
-  state = jax.jit(lambda key: steps.init_state(model, tx, (config.features.n_mels, frames), key))(
-      jax.random.key(config.seed))
-  return jax.jit(steps.make_train_step(model, tx, config), donate_argnums=(0,)), state
-
-
-def eval_step_and_state(config: ml_collections.ConfigDict, frames: int
-                        ) -> tuple[Callable, steps.TrainState]:
-  """The jitted eval step of asc_jax (logits) and a fresh state."""
-  _, state = train_step_and_state(config, frames)
-  return jax.jit(steps.make_eval_step(models.build_model(config.model))), state
+def compiled_run(config: ml_collections.ConfigDict, frames: int) -> builder.Run:
+  """asc_jax's classifier run for [n_mels, frames] inputs on the first device (100 steps an
+  epoch for the schedule)."""
+  shape = types.SimpleNamespace(input_shape=(config.features.n_mels, frames),
+                                num_examples={'train': 100 * config.train.batch_size})
+  return builder.compile_task(builder.classifier_task(config, shape),
+                              parallel.make_mesh(jax.devices()[:1]))
 
 
 class TrainRunner:
   """Calls the train step on one batch, carrying the (donated) state from call to call."""
 
   def __init__(self, config: ml_collections.ConfigDict, batch_size: int, frames: int):
-    self.step, self.state = train_step_and_state(config, frames)
-    self.batch = random_batch(config, batch_size, frames)
-    self.key = jax.random.key(1)
+    self.run = compiled_run(config, frames)
+    self.state = self.run.init(jax.random.key(config.seed))
+    self.batch = self.run.global_batch(random_batch(config, batch_size, frames))
+    self.key = self.run.base_key(0)
 
   def __call__(self) -> None:
-    self.state, metrics = self.step(self.state, self.batch, self.key)
+    self.state, metrics = self.run.train_step(self.state, self.batch, self.key)
     jax.block_until_ready(metrics)
 
 
@@ -94,11 +87,12 @@ class EvalRunner:
   """Calls the eval step on one batch."""
 
   def __init__(self, config: ml_collections.ConfigDict, batch_size: int, frames: int):
-    self.step, self.state = eval_step_and_state(config, frames)
-    self.batch = random_batch(config, batch_size, frames)
+    self.run = compiled_run(config, frames)
+    self.state = self.run.init(jax.random.key(config.seed))
+    self.batch = self.run.eval_batch(random_batch(config, batch_size, frames))
 
   def __call__(self) -> None:
-    jax.block_until_ready(self.step(self.state, self.batch))
+    jax.block_until_ready(self.run.eval_step(self.state, self.batch))
 
 
 def write_tau_shaped(root: str, num_clips: int, seed: int = 0) -> None:

@@ -51,7 +51,7 @@ def main(argv):
     harness.write_tau_shaped(root, _CLIPS.value)
     config.data.update(manual_dir=root, data_dir=os.path.join(scratch, 'tfds'), num_workers=0)
     dataset = datasets.prepare(config)
-    iterator = pipeline.train_iterator(dataset.sources['train'], global_batch_size=_BATCH.value,
+    iterator = input_pipeline.train_iterator(dataset.sources['train'], global_batch_size=_BATCH.value,
                                        seed=0, device_names=dataset.device_names)
     next(iterator)
     start = time.perf_counter()

@@ -2,7 +2,6 @@
 skipping finished runs, and the mean +- std summary."""
 
 import csv
-import io
 import json
 import os
 import subprocess

@@ -6,12 +6,9 @@ import os
 
 import jax
 import numpy as np
-import optax
 import pytest
 
-from asc_jax import models
-from asc_jax import parallel
-from asc_jax import steps
+from asc_jax import builder
 from asc_jax.augment import translation
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
@@ -54,20 +51,20 @@ def classifier_config(tiny_data_dir, workdir, p):
 
 
 def test_p_zero_builds_no_translation(tiny_data_dir, translator_workdir):
-  assert translation.step_translation(classifier_config(tiny_data_dir, translator_workdir, 0.0)
+  assert translation.load_device_translation(classifier_config(tiny_data_dir, translator_workdir, 0.0)
                                       ) is None
-  assert translation.step_translation(classifier_config(tiny_data_dir, '', 0.0)) is None
+  assert translation.load_device_translation(classifier_config(tiny_data_dir, '', 0.0)) is None
   with pytest.raises(ValueError, match='translation_workdir'):
-    translation.step_translation(classifier_config(tiny_data_dir, '', 0.5))
+    translation.load_device_translation(classifier_config(tiny_data_dir, '', 0.5))
   other_dataset = classifier_config(tiny_data_dir, translator_workdir, 0.5)
   other_dataset.data.name = 'tau_urban_acoustic_scenes_2020_mobile'
   with pytest.raises(ValueError, match='trained on'):
-    translation.step_translation(other_dataset)
+    translation.load_device_translation(other_dataset)
 
 
 def test_translation_touches_only_device_a_examples_and_is_deterministic(
     tiny_data_dir, translator_workdir, train_batch):
-  translate = jax.jit(translation.step_translation(
+  translate = jax.jit(translation.load_device_translation(
       classifier_config(tiny_data_dir, translator_workdir, 1.0)))
   x, device = train_batch['logmel'], train_batch['device']
   out = np.asarray(translate(jax.random.key(0), x, device))
@@ -112,16 +109,15 @@ def test_train_step_with_translation_runs_on_eight_devices(tiny_data_dir, transl
                                                            train_batch):
   """One compile at p = 1: the same batch relabelled as recorded by device b (so nothing is
   translated) gives a different loss; the batch's 'device' is read by nothing else."""
-  mesh = parallel.make_mesh(jax.devices())
-  replicated = parallel.replicated(mesh)
   config = classifier_config(tiny_data_dir, translator_workdir, 1.0)
   config.model.dropout_rate = 0.0
-  model, tx = models.build_model(config.model), optax.sgd(0.1)
-  state = steps.init_state(model, tx, train_batch['logmel'].shape[1:], jax.random.key(0))
-  state = parallel.replicate(state, mesh)
-  train_step = jax.jit(steps.make_train_step(model, tx, config),
-                       in_shardings=(replicated, parallel.batch_sharded(mesh), replicated))
+  dataset = datasets.prepare(config)
+  run = builder.build(config, dataset, jax.devices(),
+                      device_augmentation=translation.load_device_translation(config))
+  assert run.mesh.devices.size == 8
   not_a = dict(train_batch, device=np.ones_like(train_batch['device']))
-  losses = [float(train_step(state, parallel.to_global_batch(batch, mesh), jax.random.key(1))[1]
-                  ['loss']) for batch in (dict(train_batch), not_a)]
+  losses = []
+  for batch in (dict(train_batch), not_a):
+    state = run.init(jax.random.key(0))
+    losses.append(float(run.train_step(state, run.global_batch(batch), run.base_key(0))[1]['loss']))
   assert np.all(np.isfinite(losses)) and losses[0] != losses[1]

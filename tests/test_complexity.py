@@ -37,7 +37,7 @@ def test_input_shape_follows_the_features_config():
 
 
 def test_mod1_report_counts_and_hand_computed_macs():
-  report = complexity.report_for_config(_mod1_config())
+  report = complexity.dense_report(_mod1_config())
   assert report['params'] == report['nonzero_params'] == MOD1_PARAMS
   assert report['bytes_dcase2022'] == MOD1_PARAMS
   assert report['bytes_dcase2021'] == 4 * (MOD1_PARAMS + MOD1_RUNNING_STATS)
@@ -81,4 +81,4 @@ def test_cli_prints_the_json_report():
   assert (report['params'], report['nonzero_params'], report['bytes_dcase2022']) == (
       MOD1_PARAMS, MOD1_PARAMS, MOD1_PARAMS)
   assert report['bytes_dcase2021'] == 4 * (MOD1_PARAMS + MOD1_RUNNING_STATS)
-  assert report['macs'] == complexity.report_for_config(_mod1_config())['macs']
+  assert report['macs'] == complexity.dense_report(_mod1_config())['macs']

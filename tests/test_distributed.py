@@ -12,12 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from asc_jax import checkpoints
+from asc_jax import builder
+from asc_jax import checkpointing
 from asc_jax import defaults
 from asc_jax import distributed
+from asc_jax import inference
 from asc_jax import metric_writer
-from asc_jax import parallel
-from asc_jax import train
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
 
@@ -37,19 +37,18 @@ def reference_losses(config, num_processes: int) -> list[float]:
   """Per-step losses of one process on 4 devices whose global batches are the concatenated
   per-process batches of a `num_processes`-process run (what the multi-host mesh assembles)."""
   dataset = datasets.prepare(config)
-  trainer = train.Trainer(config, '', dataset, devices=jax.devices()[:4])
+  run = builder.build(config, dataset, jax.devices()[:4])
   shards = [input_pipeline.train_iterator(
       dataset.sources['train'], global_batch_size=config.train.batch_size, seed=config.seed,
       device_names=dataset.device_names, process_index=index, process_count=num_processes)
       for index in range(num_processes)]
-  state = trainer.initial_state()
-  base_key = jax.random.key(config.seed + 1)
+  state = run.init(jax.random.key(config.seed))
+  base_key = run.base_key(config.seed)
   losses = []
-  for _ in range(trainer.total_steps):
+  for _ in range(run.total_steps):
     parts = [next(shard) for shard in shards]
     batch = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    state, metrics = trainer._train_step(state, parallel.to_global_batch(batch, trainer.mesh),
-                                         base_key)
+    state, metrics = run.train_step(state, run.global_batch(batch), base_key)
     losses.append(float(metrics['loss']))
   return losses
 
@@ -104,12 +103,12 @@ def test_two_processes_match_one_process_with_four_devices(multihost_config, tmp
   # Process 0 alone wrote the run files; the checkpoint holds both processes' data iterators.
   assert (workdir / 'eval_test.json').exists() and (workdir / 'config.json').exists()
   assert [row['step'] for row in history if 'train/loss' in row] == list(range(1, 7))
-  latest = checkpoints.checkpoint_manager(str(workdir)).latest_step()
+  latest = checkpointing.checkpoint_manager(str(workdir)).latest_step()
   assert latest == len(reference)
-  data_files = sorted(os.listdir(workdir / checkpoints.CHECKPOINT_DIR / str(latest) / 'data'))
+  data_files = sorted(os.listdir(workdir / checkpointing.CHECKPOINT_DIR / str(latest) / 'data'))
   assert [name for name in data_files if name.startswith('process_')] == [
       'process_0-of-2.json', 'process_1-of-2.json']
-  variables = checkpoints.load_variables(str(workdir))
+  variables = inference.load_variables(str(workdir))
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables['params']))
 
 

@@ -14,7 +14,9 @@ import optax
 import pytest
 import soundfile
 
-from asc_jax import checkpoints
+from asc_jax import checkpointing
+from asc_jax import inference
+from asc_jax import run_files
 from asc_jax import features
 from asc_jax import models
 from asc_jax import predict
@@ -56,9 +58,9 @@ def workdir(tmp_path_factory):
   info = {'class_names': list(CLASSES), 'device_names': ['a', 'b', 'c'],
           'feature_params': features.feature_params(config.features),
           'input_shape': list(input_shape), 'num_examples': {'train': 0, 'test': 0}}
-  checkpoints.write_run_files(directory, config, info)
-  manager = checkpoints.checkpoint_manager(directory)
-  checkpoints.save(manager, 7, state, iter(grain.MapDataset.range(4).to_iter_dataset()))
+  run_files.write_run_files(directory, config, info)
+  manager = checkpointing.checkpoint_manager(directory)
+  checkpointing.save(manager, 7, state, iter(grain.MapDataset.range(4).to_iter_dataset()))
   manager.close()
   return directory
 
@@ -88,7 +90,7 @@ def test_collect_audio_files_is_recursive_and_sorted(audio_dir):
 
 
 def test_predict_files_classifies_any_rate_and_reports_bad_files(workdir, audio_dir):
-  bundle = checkpoints.load_for_inference(workdir)
+  bundle = inference.load_for_inference(workdir)
   paths = [str(audio_dir / 'stereo_48k.wav'), str(audio_dir / 'broken.wav'),
            str(audio_dir / 'nested' / 'mono_44k1_24bit.wav')]
   results = predict.predict_files(bundle, paths, batch_size=4)

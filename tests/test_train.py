@@ -11,7 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from asc_jax import checkpoints
+from asc_jax import builder
+from asc_jax import checkpointing
+from asc_jax import hooks
+from asc_jax import inference
 from asc_jax import metric_writer
 from asc_jax import train
 from asc_jax.data import datasets
@@ -22,10 +25,8 @@ from conftest import tiny_config
 def run_steps(config, workdir, devices):
   """Trains with a mesh over `devices`; returns the logged losses and the final state."""
   dataset = datasets.prepare(config)
-  trainer = train.Trainer(config, workdir, dataset, devices=devices)
-  writer = metric_writer.MetricWriter(workdir)
-  state, _ = trainer.fit(writer)
-  writer.close()
+  result = train.fit(config, workdir, dataset, builder.build(config, dataset, devices))
+  state = result.state
   losses = [row['train/loss'] for row in metric_writer.read_history(workdir) if 'train/loss' in row]
   return np.array(losses), state
 
@@ -67,7 +68,7 @@ def test_same_seed_gives_identical_metrics_and_training_learns(tiny_data_dir, tm
 
 def _interrupt_after_first_checkpoint(workdir: str) -> threading.Thread:
   def watch():
-    directory = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
+    directory = checkpointing.checkpoint_dir(workdir)
     for _ in range(6000):
       if os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory)):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -90,7 +91,7 @@ def test_resume_after_sigterm_ends_with_the_same_parameters(short_config, tmp_pa
   _, stopped = run_steps(config, interrupted_dir, jax.devices())
   watcher.join()
   dataset = datasets.prepare(config)
-  total = train.Trainer(config, interrupted_dir, dataset).total_steps
+  total = builder.build(config, dataset).total_steps
   assert int(stopped.step) < total, 'the run was not interrupted'
   _, resumed = run_steps(config, interrupted_dir, jax.devices())
   assert int(resumed.step) == total
@@ -103,9 +104,9 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_last_checkpoint(short_conf
   config.train.learning_rate = 1e30
   config.train.warmup_epochs = 0
   config.train.checkpoint_every_steps = 1
-  with pytest.raises(train.NonFiniteLossError, match=r'at step \d+'):
+  with pytest.raises(hooks.NonFiniteLossError, match=r'at step \d+'):
     run_steps(config, str(tmp_path), jax.devices())
-  variables = checkpoints.load_variables(str(tmp_path))
+  variables = inference.load_variables(str(tmp_path))
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(variables['params']))
 
 

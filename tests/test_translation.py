@@ -116,8 +116,9 @@ def test_workdir_round_trip_reproduces_the_report(trained_workdir, tiny_dataset)
   scan = pairs_lib.scan_source(source, 'a')
   _, held_out = pairs_lib.split_by_segment(scan.pairs, 0.2, seed=0)
   reader = pairs_lib.PairBatchReader(source, held_out, tiny_dataset.device_names)
-  again = fit.evaluate_pairs(fit.make_error_step(loaded.model), loaded.params, reader, held_out,
-                             batch_size=4)
+  settings = translator_config('unused').translator
+  again = fit.evaluate_pairs(fit.translator_run(loaded.model, settings, loaded.input_shape),
+                             loaded.params, reader, held_out, batch_size=8)
   for device, row in report['devices'].items():
     np.testing.assert_allclose(again['devices'][device]['translator_l1'], row['translator_l1'],
                                rtol=1e-5)

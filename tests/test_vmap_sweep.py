@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from asc_jax import ablate
+from asc_jax import builder
 from asc_jax import metric_writer
 from asc_jax import train
 from asc_jax import vmap_sweep
@@ -24,12 +25,12 @@ def separate_run(config, seed, learning_rate, workdir):
   config = copy.deepcopy(config)
   config.seed = seed
   config.train.learning_rate = learning_rate
-  trainer = train.Trainer(config, workdir, datasets.prepare(config))
-  writer = metric_writer.MetricWriter(workdir)
-  state, _ = trainer.fit(writer)
-  writer.close()
+  dataset = datasets.prepare(config)
+  run = builder.build(config, dataset)
+  state = train.fit(config, workdir, dataset, run).state
   losses = [row['train/loss'] for row in metric_writer.read_history(workdir) if 'train/loss' in row]
-  return np.array(losses), trainer.evaluate(state, step=int(state.step), write_files=False)
+  return np.array(losses), train.score(run, state, dataset, train.TEST,
+                                       config.train.eval_batch_size)[0]
 
 
 def test_vmapped_runs_match_separate_runs(tiny_data_dir, tmp_path):
@@ -41,12 +42,14 @@ def test_vmapped_runs_match_separate_runs(tiny_data_dir, tmp_path):
   members = [vmap_sweep.Member(seed, (('train.learning_rate', rate),))
              for seed, rate in zip(SEEDS, LEARNING_RATES)]
   group = vmap_sweep.RunGroup(config, datasets.prepare(config), members, devices=jax.devices()[:2])
-  stacked, losses = group.fit()
+  result, losses = group.fit(str(tmp_path / 'group'))
+  stacked = result.state
   metrics = group.evaluate(stacked)
-  assert losses.shape == (group.trainer.total_steps, len(SEEDS))
+  assert result.completed and losses.shape == (group.run.total_steps, len(SEEDS))
   assert not np.allclose(losses[:, 0], losses[:, 1])   # the runs really differ
   np.testing.assert_allclose(stacked.opt_state.hyperparams['learning_rate'], LEARNING_RATES)
-  expected_losses, expected = separate_run(config, SEEDS[1], LEARNING_RATES[1], str(tmp_path))
+  expected_losses, expected = separate_run(config, SEEDS[1], LEARNING_RATES[1],
+                                           str(tmp_path / 'separate'))
   np.testing.assert_allclose(losses[:, 1], expected_losses, rtol=1e-4)
   # Evaluation after training compounds the float32 rounding differences of a batched program.
   np.testing.assert_allclose(metrics[1]['log_loss'], expected['log_loss'], rtol=1e-3)

@@ -3,8 +3,9 @@
 With probability p, each example recorded by the translator's source device (device 'a') is
 replaced by its translation to a target device drawn uniformly from the devices the translator
 was trained for (asc_jax.translation; the paper's third part). Other examples, labels and the
-evaluation path are untouched. The translator's parameters are numpy arrays closed over by the
-step, so jit embeds them as constants, replicated on every device of the mesh.
+evaluation path are untouched. The translator is read from disk once, where the run is set up
+(`load_device_translation`); its parameters are numpy arrays closed over by the step, so jit
+embeds them as constants, replicated on every device of the mesh.
 """
 
 import functools
@@ -15,11 +16,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from asc_jax.translation import store
-
-# Fold-in index of the translation key under the step's augmentation key, clear of the indices
-# asc_jax.augment.chain folds in for its augmentations.
-KEY_INDEX = 100
-
 
 def translate_source_examples(key: jax.Array, x: jax.Array, device: jax.Array, *, p: float,
                               translate: Callable[[jax.Array, jax.Array], jax.Array],
@@ -53,10 +49,10 @@ def check_data_compatible(translator: store.TrainedTranslator, data: ml_collecti
                      'device indices would not match; train a translator on this dataset.')
 
 
-def step_translation(config: ml_collections.ConfigDict
-                     ) -> Optional[Callable[[jax.Array, jax.Array, jax.Array], jax.Array]]:
+def load_device_translation(config: ml_collections.ConfigDict
+                            ) -> Optional[Callable[[jax.Array, jax.Array, jax.Array], jax.Array]]:
   """(key, x, device) -> x with source-device examples translated, or None when
-  config.augment.translation_p is 0. Loads the translator from config.augment's workdir."""
+  config.augment.translation_p is 0. Reads the translator from config.augment's workdir."""
   augment = config.augment
   probability = augment.get('translation_p', 0.0)   # configs saved before translation lack it.
   if probability <= 0:

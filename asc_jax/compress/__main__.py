@@ -1,4 +1,4 @@
-"""python -m asc_jax.compress: the compression pipeline of asc_jax/compress/pipeline.py.
+"""python -m asc_jax.compress: the compression pipeline of asc_jax/compress/run.py.
 
   python -m asc_jax.compress --config=configs/compress.py:mod8 --source_workdir=RUN \
       --workdir=RUN_compressed [--teacher_workdir=T1,T2 | --teacher_logits=DIR]
@@ -6,12 +6,14 @@
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from asc_jax import configs
+from asc_jax import console
 from asc_jax import host_memory
 
-config_flags.DEFINE_config_file('config', 'configs/compress.py',
-                                'Compression config file[:variant].')
+configs.define_config_flag('config', configs.packaged_path('compress'),
+                           'Compression config file[:variant]; default: the packaged '
+                           'asc_jax/configs/compress.py (variant mod8).')
 flags.DEFINE_string('source_workdir', None, 'Trained workdir to compress (only read).')
 flags.DEFINE_string('workdir', None, 'New workdir for the compressed student.')
 flags.DEFINE_list('teacher_workdir', [],
@@ -26,15 +28,16 @@ def main(argv):
   values = flags.FLAGS
   if not values.source_workdir or not values.workdir:
     raise app.UsageError('give --source_workdir=TRAINED_RUN and --workdir=NEW_DIR.')
+  console.setup(values.workdir)
   from asc_jax import train   # Imported here: --help must not load the model stack.
-  from asc_jax.compress import pipeline
+  from asc_jax.compress import run
   train.enable_compilation_cache(values.config.get('compilation_cache_dir', ''))
-  report = pipeline.run(values.config, values.source_workdir, values.workdir,
-                        values.teacher_workdir, values.teacher_logits, values.which)
+  report = run.run(values.config, values.source_workdir, values.workdir,
+                   values.teacher_workdir, values.teacher_logits, values.which)
   if report is None:
     print('stopped early: run the same command again to resume.')
   elif 'export' in report:
-    print(pipeline.format_markdown(report))
+    print(run.format_markdown(report))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import numpy as np
 
-from asc_jax import checkpoints
+from asc_jax import inference
 from asc_jax import fileio
 from asc_jax.compress import int8_runtime
 from asc_jax.compress import quantization
@@ -90,7 +90,7 @@ def write_export(directory: str, variables: Mapping[str, Any], *, config: ml_col
   return directory
 
 
-def load_inference_bundle(path: str) -> checkpoints.InferenceBundle:
+def load_inference_bundle(path: str) -> inference.InferenceBundle:
   """The export at `path` (an export directory or a workdir holding one) for asc_jax.predict:
   `bundle.model` is the NumPy integer runtime (int8_runtime.Int8Model), not a Flax module."""
   directory = find_export(path)
@@ -102,7 +102,7 @@ def load_inference_bundle(path: str) -> checkpoints.InferenceBundle:
   manifest = runtime.manifest
   config = ml_collections.ConfigDict(dict(model=manifest['model'],
                                           features=manifest['feature_params']))
-  return checkpoints.InferenceBundle(
+  return inference.InferenceBundle(
       config=config, model=runtime, variables=runtime.variables,
       class_names=tuple(manifest['class_names']), device_names=tuple(manifest['device_names']),
       feature_params=manifest['feature_params'])

@@ -20,13 +20,15 @@ from absl import flags
 import jax
 import numpy as np
 
-from asc_jax import checkpoints
+from asc_jax import builder
 from asc_jax import distributed
 from asc_jax import fileio
 from asc_jax import host_memory
+from asc_jax import inference
 from asc_jax import models
 from asc_jax import parallel
-from asc_jax.compress import scoring
+from asc_jax import run_files
+from asc_jax import scoring
 from asc_jax.data import datasets
 
 LOGITS_FILE = 'teacher_logits.npz'
@@ -51,7 +53,7 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
   mesh = mesh or parallel.make_mesh()
   logits, metadata, filenames = [], None, None
   for workdir in workdirs:
-    config = checkpoints.load_config(workdir)
+    config = run_files.load_config(workdir)
     dataset = distributed.prepare_dataset(config)
     this = _metadata(config, dataset, workdirs)
     if metadata is not None and any(this[key] != metadata[key] for key in
@@ -59,9 +61,11 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
       raise ValueError(f'teacher {workdir} was trained on other data or features than '
                        f'{workdirs[0]}: an ensemble needs teachers of one dataset and front end.')
     metadata = this
-    scored = scoring.score_split(models.build_model(config.model),
-                                 checkpoints.load_variables(workdir, which), dataset, 'train',
-                                 config.train.eval_batch_size, mesh)
+    eval_step, state = builder.stored_model_scorer(
+        models.build_model(config.model), inference.load_variables(workdir, which), mesh)
+    scored = scoring.score_split(eval_step, state, dataset.sources['train'],
+                                 batch_size=config.train.eval_batch_size,
+                                 device_names=dataset.device_names, mesh=mesh, name='teacher')
     logits.append(scored['logits'].astype(np.float32))
     filenames = scoring.record_filenames(dataset.sources['train'])
   buffer = io.BytesIO()

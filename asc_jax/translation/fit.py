@@ -1,6 +1,7 @@
 """Trains a device translator on parallel pairs and reports it against the identity baseline.
 
-`train_translator(config, workdir)` scans the training split for pairs (source device -> every
+The translate command's work (python -m asc_jax.translate), trained by the one builder and loop
+(asc_jax.builder.compile_task, asc_jax.loop). `train_translator(config, workdir)` scans the training split for pairs (source device -> every
 other device with the same segment_id), holds out a fraction of the segments, fits
 asc_jax.models.translator.DeviceTranslator with an L1 or L2 loss on log-mels, and reports for
 every target device the error on held-out pairs of the translation and of the identity (the
@@ -9,8 +10,7 @@ workdir (asc_jax.translation.store).
 """
 
 import os
-import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import grain
 import jax
@@ -20,7 +20,13 @@ import numpy as np
 import optax
 import tqdm
 
+from asc_jax import builder
 from asc_jax import fileio
+from asc_jax import hooks
+from asc_jax import loop
+from asc_jax import metric_writer
+from asc_jax import parallel
+from asc_jax import steps
 from asc_jax.data import datasets
 from asc_jax.models import translator as translator_lib
 from asc_jax.translation import pairs as pairs_lib
@@ -37,36 +43,45 @@ def per_example_errors(prediction: jax.Array, target: jax.Array) -> dict[str, ja
           'mse': jnp.square(difference).mean(axis=(1, 2))}
 
 
-def make_train_step(model: translator_lib.DeviceTranslator, tx: optax.GradientTransformation,
-                    loss: str) -> Callable:
-  """Jitted (params, opt_state, batch) -> (params, opt_state, loss) on one pair batch."""
+def translator_objective(model: translator_lib.DeviceTranslator, loss: str) -> Callable:
+  """The objective (asc_jax.steps) of one pair batch: L1 or L2 error of the translation."""
   if loss not in LOSSES:
     raise ValueError(f'config.translator.loss={loss!r} is unknown; choose one of {LOSSES}.')
   error = 'l1' if loss == 'l1' else 'mse'
 
-  def train_step(params, opt_state, batch):
-    def objective(params):
-      prediction = model.apply({'params': params}, batch['source'], batch['device'])
-      return per_example_errors(prediction, batch['target'])[error].mean()
-
-    value, grads = jax.value_and_grad(objective)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
-
-  return jax.jit(train_step, donate_argnums=(0, 1))
-
-
-def make_error_step(model: translator_lib.DeviceTranslator) -> Callable:
-  """Jitted (params, batch) -> per-example errors of the translator and of the identity."""
-
-  def error_step(params, batch):
+  def objective(params, batch_stats, batch, key):
+    del key
     prediction = model.apply({'params': params}, batch['source'], batch['device'])
+    return per_example_errors(prediction, batch['target'])[error].mean(), ({}, batch_stats)
+
+  return objective
+
+
+def pair_errors(model: translator_lib.DeviceTranslator) -> Callable:
+  """eval step (state, batch) -> per-example errors of the translator and of the identity."""
+
+  def error_step(state, batch):
+    prediction = model.apply({'params': state.params}, batch['source'], batch['device'])
     translated = per_example_errors(prediction, batch['target'])
     identity = per_example_errors(batch['source'], batch['target'])
     return ({f'translator_{name}': value for name, value in translated.items()} |
             {f'identity_{name}': value for name, value in identity.items()})
 
-  return jax.jit(error_step)
+  return error_step
+
+
+def translator_run(model: translator_lib.DeviceTranslator, settings: ml_collections.ConfigDict,
+                   input_shape: tuple[int, int], devices: Optional[Sequence[jax.Device]] = None
+                   ) -> builder.Run:
+  """The translator's run: Adam with a cosine-decayed rate over settings.num_steps."""
+  schedule = optax.cosine_decay_schedule(settings.learning_rate, settings.num_steps)
+  tx = optax.adam(schedule)
+  task = builder.Task(model=model, tx=tx, schedule=schedule,
+                      example_inputs=(jnp.zeros((1, *input_shape)), jnp.zeros((1,), jnp.int32)),
+                      init_kwargs={}, objective=translator_objective(model, settings.loss),
+                      evaluate=pair_errors(model), batch_size=settings.batch_size,
+                      steps_per_epoch=settings.num_steps, total_steps=settings.num_steps)
+  return builder.compile_task(task, parallel.make_mesh(devices))
 
 
 def summarize(errors: dict[str, np.ndarray], devices: np.ndarray) -> dict[str, Any]:
@@ -79,18 +94,19 @@ def summarize(errors: dict[str, np.ndarray], devices: np.ndarray) -> dict[str, A
           'all': means(np.ones(len(devices), bool))}
 
 
-def evaluate_pairs(error_step: Callable, params: Any, reader: pairs_lib.PairBatchReader,
+def evaluate_pairs(run: builder.Run, params: Any, reader: pairs_lib.PairBatchReader,
                    held_out: Sequence[pairs_lib.Pair], batch_size: int) -> dict[str, Any]:
   """Per-device translator and identity errors over every held-out pair (padding masked)."""
+  state = run.place_state(steps.variables_state({'params': params}))
   num_batches = -(-len(held_out) // batch_size)
   positions = np.full(num_batches * batch_size, -1, np.int64)
   positions[:len(held_out)] = np.arange(len(held_out))
   collected: dict[str, list] = {}
   for batch_positions in tqdm.tqdm(positions.reshape(num_batches, batch_size), desc='evaluate',
-                                   unit='batch'):
+                                   unit='batch', leave=False):
     batch = reader(batch_positions)
     mask = batch.pop('mask')
-    for name, values in jax.device_get(error_step(params, batch)).items():
+    for name, values in jax.device_get(run.eval_step(state, run.eval_batch(batch))).items():
       collected.setdefault(name, []).append(np.asarray(values)[mask])
   errors = {name: np.concatenate(values) for name, values in collected.items()}
   return summarize(errors, np.array([pair.target for pair in held_out]))
@@ -110,36 +126,29 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def train_iterator(reader: pairs_lib.PairBatchReader, num_pairs: int, batch_size: int, seed: int):
-  """Endless shuffled batches of training pairs (a new order every epoch)."""
+  """Endless shuffled batches of training pairs (a new order every epoch), without 'mask'."""
   dataset = (grain.MapDataset.range(num_pairs).shuffle(seed=seed).repeat(None)
-             .batch(batch_size, drop_remainder=True).map(reader))
+             .batch(batch_size, drop_remainder=True).map(reader)
+             .map(lambda batch: {name: value for name, value in batch.items() if name != 'mask'}))
   return iter(dataset.to_iter_dataset(READ_OPTIONS))
 
 
-def fit_params(model: translator_lib.DeviceTranslator, reader: pairs_lib.PairBatchReader,
-               num_pairs: int, settings: ml_collections.ConfigDict, seed: int,
-               input_shape: tuple[int, int]) -> Any:
-  """Parameters after settings.num_steps Adam steps (cosine-decayed learning rate)."""
-  params = model.init(jax.random.key(seed), jnp.zeros((1, *input_shape)),
-                      jnp.zeros((1,), jnp.int32))['params']
-  tx = optax.adam(optax.cosine_decay_schedule(settings.learning_rate, settings.num_steps))
-  opt_state = tx.init(params)
-  train_step = make_train_step(model, tx, settings.loss)
-  iterator = train_iterator(reader, num_pairs, settings.batch_size, seed)
-  losses = []
-  progress = tqdm.tqdm(range(settings.num_steps), desc='train translator', unit='step')
-  tick = time.perf_counter()
-  for step in progress:
-    batch = next(iterator)
-    batch.pop('mask')
-    params, opt_state, loss = train_step(params, opt_state, batch)
-    losses.append(loss)
-    if (step + 1) % settings.log_every_steps == 0 or step + 1 == settings.num_steps:
-      pairs_per_s = len(losses) * settings.batch_size / (time.perf_counter() - tick)
-      progress.set_postfix(loss=f'{float(np.mean(jax.device_get(losses))):.4f}',
-                           pairs_per_s=f'{pairs_per_s:.0f}')
-      losses, tick = [], time.perf_counter()
-  return jax.tree.map(np.asarray, jax.device_get(params))
+def fit_params(run: builder.Run, reader: pairs_lib.PairBatchReader, num_pairs: int, seed: int,
+               log_every_steps: int) -> Any:
+  """The translator's parameters after run.total_steps steps of the one loop."""
+  progress = hooks.ReportProgress(metric_writer.MetricWriter('', enabled=False),
+                                  total_steps=run.total_steps, start_step=0,
+                                  clips_per_step=run.task.batch_size,
+                                  every_steps=log_every_steps,
+                                  description='train translator')
+  result = loop.train_loop(run, run.init(jax.random.key(seed)),
+                           train_iterator(reader, num_pairs, run.task.batch_size, seed),
+                           run.base_key(seed),
+                           [progress, hooks.CheckNonFinite(run.total_steps, 'no checkpoint')])
+  if not result.completed:
+    raise KeyboardInterrupt(f'translator training stopped at step {result.step} '
+                            f'({result.signal_name}); nothing was written.')
+  return jax.tree.map(np.asarray, jax.device_get(result.state.params))
 
 
 def train_translator(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -157,9 +166,10 @@ def train_translator(config: ml_collections.ConfigDict, workdir: str) -> dict[st
   model = translator_lib.DeviceTranslator(
       num_devices=len(dataset.device_names), num_mels=dataset.input_shape[0],
       channels=tuple(settings.channels), embed_dim=settings.embed_dim, offset=offset, scale=scale)
-  params = fit_params(model, pairs_lib.PairBatchReader(source, train_pairs, dataset.device_names),
-                      len(train_pairs), settings, config.seed, dataset.input_shape)
-  report = evaluate_pairs(make_error_step(model), params,
+  run = translator_run(model, settings, dataset.input_shape)
+  params = fit_params(run, pairs_lib.PairBatchReader(source, train_pairs, dataset.device_names),
+                      len(train_pairs), config.seed, settings.log_every_steps)
+  report = evaluate_pairs(run, params,
                           pairs_lib.PairBatchReader(source, held_out, dataset.device_names),
                           held_out, settings.eval_batch_size)
   report.update(loss=settings.loss, num_steps=settings.num_steps,

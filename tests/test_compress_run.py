@@ -1,4 +1,4 @@
-"""The compression pipeline for real on the tiny synthetic set: a trained source workdir is
+"""The compression run for real on the tiny synthetic set: a trained source workdir is
 distilled, pruned and quantized into a new workdir, exported, and re-run by the NumPy runtime."""
 
 import json
@@ -8,13 +8,15 @@ import jax
 import numpy as np
 import pytest
 
-from asc_jax import checkpoints
+from asc_jax import builder
+from asc_jax import checkpointing
 from asc_jax import distributed
-from asc_jax import metric_writer
+from asc_jax import inference
+from asc_jax import run_files
 from asc_jax import train
 from asc_jax.compress import int8_runtime
-from asc_jax.compress import pipeline
 from asc_jax.compress import pruning
+from asc_jax.compress import run as compress_run
 from asc_jax.compress import teacher
 
 from conftest import load_config_file
@@ -30,22 +32,19 @@ def compressed(tiny_data_dir, tmp_path_factory):
   config.train.num_epochs = 2
   source = str(root / 'source')
   dataset = distributed.prepare_dataset(config)
-  checkpoints.write_run_files(source, config, train.dataset_info(dataset))
-  trainer = train.Trainer(config, source, dataset, devices=jax.devices()[:1])
-  writer = metric_writer.MetricWriter(source)
-  trainer.fit(writer)
-  writer.close()
-  source_files = sorted(os.listdir(os.path.join(source, checkpoints.CHECKPOINT_DIR)))
+  run_files.write_run_files(source, config, run_files.dataset_info(dataset))
+  train.fit(config, source, dataset, builder.build(config, dataset, jax.devices()[:1]))
+  source_files = sorted(os.listdir(checkpointing.checkpoint_dir(source)))
   compress = load_config_file(os.path.join(CONFIGS, 'compress.py'), 'tiny')
   workdir = str(root / 'student')
-  report = pipeline.run(compress, source, workdir, devices=jax.devices()[:1])
+  report = compress_run.run(compress, source, workdir, devices=jax.devices()[:1])
   return dict(report=report, source=source, workdir=workdir, compress=compress,
               source_files=source_files, config=config)
 
 
 def test_report_sizes_accuracy_and_export_agreement(compressed):
   report = compressed['report']
-  with open(os.path.join(compressed['workdir'], pipeline.REPORT_JSON)) as file:
+  with open(os.path.join(compressed['workdir'], compress_run.REPORT_JSON)) as file:
     assert json.load(file)['prediction_agreement'] == report['prediction_agreement']
   sizes = {part: report[part]['size']['bytes_dcase2021'] for part in ('source', 'export')}
   assert sizes['export'] < sizes['source'] / 3
@@ -53,12 +52,12 @@ def test_report_sizes_accuracy_and_export_agreement(compressed):
   for part in ('source', 'student', 'export'):
     assert set(report[part]['metrics']['per_device']) == {'a', 'b', 'c', 's1', 's2', 's3', 's4',
                                                           's5', 's6'}
-  markdown = open(os.path.join(compressed['workdir'], pipeline.REPORT_MARKDOWN)).read()
+  markdown = open(os.path.join(compressed['workdir'], compress_run.REPORT_MARKDOWN)).read()
   assert '| bytes_dcase2021 |' in markdown and '| accuracy s4 |' in markdown
 
 
 def test_sparsity_target_reached_and_pruned_weights_are_zero_in_the_export(compressed):
-  variables = checkpoints.load_variables(compressed['workdir'])
+  variables = inference.load_variables(compressed['workdir'])
   prunable = pruning.default_prunable()
   per_layer = pruning.sparsity_report(variables['params'], prunable)
   target = compressed['compress'].prune.target_sparsity
@@ -70,17 +69,17 @@ def test_sparsity_target_reached_and_pruned_weights_are_zero_in_the_export(compr
 
 
 def test_rerun_resumes_without_touching_the_source(compressed):
-  again = pipeline.run(compressed['compress'], compressed['source'], compressed['workdir'],
-                       devices=jax.devices()[:1])
+  again = compress_run.run(compressed['compress'], compressed['source'], compressed['workdir'],
+                           devices=jax.devices()[:1])
   assert again['student'] == compressed['report']['student']
-  assert sorted(os.listdir(os.path.join(compressed['source'], checkpoints.CHECKPOINT_DIR))) == \
+  assert sorted(os.listdir(checkpointing.checkpoint_dir(compressed['source']))) == \
       compressed['source_files']
   with pytest.raises(ValueError, match='NEW workdir'):
-    pipeline.run(compressed['compress'], compressed['source'], compressed['source'])
+    compress_run.run(compressed['compress'], compressed['source'], compressed['source'])
 
 
 def test_teacher_logits_are_checked_against_the_student_dataset(compressed):
-  directory = os.path.join(compressed['workdir'], pipeline.TEACHER_DIR)
+  directory = os.path.join(compressed['workdir'], compress_run.TEACHER_DIR)
   config = compressed['config']
   dataset = distributed.prepare_dataset(config)
   logits = teacher.load_teacher_logits(directory, config, dataset)
@@ -97,9 +96,9 @@ def test_teacher_logits_are_checked_against_the_student_dataset(compressed):
 def test_export_agreement_counts_differing_predictions_and_their_margins():
   student = np.array([[2.0, 1.0, 0.0], [0.0, 1.00, 0.98], [5.0, 0.0, 0.0]], np.float32)
   exported = np.array([[2.0, 1.0, 0.0], [0.0, 0.97, 0.99], [5.0, 0.0, 0.1]], np.float32)
-  agreement = pipeline.export_agreement(exported, student)
+  agreement = compress_run.export_agreement(exported, student)
   assert agreement['prediction_agreement'] == pytest.approx(2 / 3)
   assert agreement['disagreements'] == 1
   assert agreement['max_disagreement_margin'] == pytest.approx(0.02, abs=1e-6)
   assert agreement['max_logit_difference'] == pytest.approx(0.1, abs=1e-6)
-  assert pipeline.export_agreement(student, student)['max_disagreement_margin'] == 0.0
+  assert compress_run.export_agreement(student, student)['max_disagreement_margin'] == 0.0

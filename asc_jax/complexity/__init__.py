@@ -10,22 +10,18 @@ The counting functions take any variables pytree whose leaves are float32, float
 (quantized exports carry int8 weights plus float scales) or shape-only leaves (jax.ShapeDtypeStruct,
 counted as dense: every entry non-zero, as in a trained unpruned model).
 
-  python -m asc_jax.complexity --config=configs/bcresnet.py:mod8 [--workdir=DIR] [--json]
-  python -m asc_jax.complexity --export=DIR/export   (an int8 export, python -m asc_jax.compress)
+The command line (a trained workdir, an int8 export) is asc_jax/complexity/__main__.py; this
+module only counts, and imports no run, checkpoint or compression code.
 """
 
 import dataclasses
-import json
 import math
-from typing import Any, Optional
+from typing import Any
 
-from absl import app
-from absl import flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
 from asc_jax import models
@@ -163,23 +159,10 @@ def measure(variables: dict[str, Any], model_config: ml_collections.ConfigDict,
   return report
 
 
-def report_for_config(config: ml_collections.ConfigDict, workdir: str = '',
-                      which: str = 'latest', export_dir: str = '') -> dict[str, Any]:
-  """The complexity report of config's model: as stored in `export_dir` (an int8 export) or in
-  `workdir` (its int8 export when it holds one, else its checkpoint) if given, else dense."""
+def dense_report(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The complexity report of config's model with every weight counted as non-zero."""
   shape = input_shape(config.features)
-  if not export_dir and workdir:
-    from asc_jax.compress import export  # Imported here: only workdirs may hold exports.
-    export_dir = export.find_export(workdir) or ''
-  if export_dir:
-    from asc_jax.compress import int8_runtime
-    variables = int8_runtime.Int8Model.load(export_dir).variables
-  elif workdir:
-    from asc_jax import checkpoints  # Imported here: only the --workdir branch reads checkpoints.
-    variables = checkpoints.load_variables(workdir, which)
-  else:
-    variables = abstract_variables(models.build_model(config.model), shape)
-  return measure(variables, config.model, shape)
+  return measure(abstract_variables(models.build_model(config.model), shape), config.model, shape)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -201,38 +184,3 @@ def format_table(report: dict[str, Any]) -> str:
             f'MACs per clip        {report["macs"]:,} ({report["macs"] / 1e6:.2f} M)',
             f'receptive field      {rf["mel_bins"]} mel bins x {rf["frames"]} frames ({rf["note"]})']
   return '\n'.join(lines)
-
-
-def define_flags() -> None:
-  """The CLI's flags; defined only when run as a program, so importing this module defines none."""
-  config_flags.DEFINE_config_file('config', None, 'Experiment config file[:variant]; default with '
-                                  '--workdir: the config stored there.')
-  flags.DEFINE_string('workdir', '', 'Measure the model stored in this workdir.')
-  flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Checkpoint of --workdir.')
-  flags.DEFINE_string('export', '', 'Measure this int8 export directory (python -m asc_jax.compress); '
-                      'a --workdir holding one is measured through it.')
-  flags.DEFINE_bool('json', False, 'Print the report as JSON instead of a table.')
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  config: Optional[ml_collections.ConfigDict] = flags.FLAGS.config
-  workdir, export_dir = flags.FLAGS.workdir, flags.FLAGS.export
-  if config is None and export_dir:
-    from asc_jax.compress import int8_runtime  # Imported here: only --export reads manifests.
-    manifest = int8_runtime.read_manifest(export_dir)
-    config = ml_collections.ConfigDict(dict(model=manifest['model'],
-                                            features=manifest['feature_params']))
-  if config is None:
-    if not workdir:
-      raise app.UsageError('give --config=configs/bcresnet.py:VARIANT, or --workdir of a trained run.')
-    from asc_jax import checkpoints  # Imported here: only the --workdir branch reads checkpoints.
-    config = checkpoints.load_config(workdir)
-  report = report_for_config(config, workdir, flags.FLAGS.which, export_dir)
-  print(json.dumps(report, indent=2) if flags.FLAGS.json else format_table(report))
-
-
-if __name__ == '__main__':
-  define_flags()
-  app.run(main)

@@ -1,4 +1,7 @@
-"""From a trained workdir to a distilled, pruned, int8-quantized student in a NEW workdir.
+"""The compress command's work: from a trained workdir to a distilled, pruned, int8-quantized
+student in a NEW workdir, trained by the one builder and loop (asc_jax.builder, asc_jax.train.fit):
+the warm start is the run's initial state, distillation its loss, magnitude pruning an optax
+transformation appended to its optimizer, and the sparsity report a hook.
 
   1. the student config: the source run's config with the compression config's train overrides
      and its prune, distill and quant sections (written to the new workdir's config.json);
@@ -26,21 +29,25 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from asc_jax import checkpoints
+from asc_jax import builder
 from asc_jax import complexity
 from asc_jax import distributed
 from asc_jax import evaluate
 from asc_jax import fileio
+from asc_jax import hooks
+from asc_jax import inference
+from asc_jax import loop
 from asc_jax import metric_writer
 from asc_jax import models
 from asc_jax import parallel
-from asc_jax import steps
+from asc_jax import run_files
+from asc_jax import scoring
 from asc_jax import train
 from asc_jax.compress import distillation
 from asc_jax.compress import export
 from asc_jax.compress import int8_runtime
+from asc_jax.compress import pruning
 from asc_jax.compress import quantization
-from asc_jax.compress import scoring
 from asc_jax.compress import teacher
 from asc_jax.data import input_pipeline
 
@@ -67,8 +74,14 @@ def student_config(source: ml_collections.ConfigDict, compress: ml_collections.C
   return config
 
 
-def distillation_step_factory(teacher_probs: np.ndarray, distill: ml_collections.ConfigDict):
-  """make_train_step(model, tx, config) whose loss distills from teacher_probs[record index]."""
+def distillation_parts(teacher_probs: np.ndarray, distill: ml_collections.ConfigDict) -> dict:
+  """classifier_task options that distill from teacher_probs[record index]: a batch transform
+  adding the teacher's probabilities before augmentation (mixup mixes them like the labels) and
+  the distillation loss."""
+  table = jnp.asarray(teacher_probs, jnp.float32)
+
+  def add_teacher_probs(batch):
+    return {**batch, 'teacher_probs': table[batch['index']]}
 
   def loss_fn(logits, targets, batch):
     del batch
@@ -76,31 +89,30 @@ def distillation_step_factory(teacher_probs: np.ndarray, distill: ml_collections
         logits, targets['label'], targets['teacher_probs'], alpha=distill.alpha,
         temperature=distill.temperature)
 
-  def make_train_step(model, tx, config):
-    inner = steps.make_train_step(model, tx, config, loss_fn=loss_fn)
-    table = jnp.asarray(teacher_probs, jnp.float32)
-
-    def train_step(state, batch, base_key):
-      return inner(state, {**batch, 'teacher_probs': table[batch['index']]}, base_key)
-
-    return train_step
-
-  return make_train_step
+  return dict(batch_transform=add_teacher_probs, loss_fn=loss_fn)
 
 
-class WarmStartTrainer(train.Trainer):
-  """A Trainer whose first state holds given weights (a fresh optimizer state around them)."""
+class SparsityReport:
+  """Hook: per-kernel and overall sparsity scalars, every `every_steps` and at the end."""
 
-  def __init__(self, *args, initial_variables: dict[str, Any], **kwargs):
-    super().__init__(*args, **kwargs)
-    self.initial_variables = initial_variables
+  def __init__(self, writer: metric_writer.MetricWriter, every_steps: int):
+    self.writer, self.every_steps = writer, every_steps
 
-  def initial_state(self) -> steps.TrainState:
-    params = jax.tree.map(jnp.asarray, self.initial_variables['params'])
-    state = super().initial_state().replace(
-        params=params, batch_stats=jax.tree.map(jnp.asarray, self.initial_variables['batch_stats']),
-        opt_state=self.tx.init(params))
-    return parallel.replicate(state, self.mesh)
+  def __call__(self, context: loop.StepContext) -> None:
+    if not hooks.is_due(context, self.every_steps):
+      return
+    params = jax.device_get(context.state.params)
+    self.writer.write_scalars(context.step, {
+        'sparsity/overall': pruning.overall_sparsity(params),
+        **{f'sparsity/{name}': value for name, value in pruning.sparsity_report(params).items()}})
+
+
+def score_model(model: Any, variables: dict, dataset, split: str, batch_size: int,
+                mesh: jax.sharding.Mesh) -> dict[str, np.ndarray]:
+  """Scored arrays (asc_jax.scoring) of stored weights on every record of `split`."""
+  eval_step, state = builder.stored_model_scorer(model, variables, mesh)
+  return scoring.score_split(eval_step, state, dataset.sources[split], batch_size=batch_size,
+                             device_names=dataset.device_names, mesh=mesh, name=split)
 
 
 def calibration_batches(dataset, config: ml_collections.ConfigDict) -> list[np.ndarray]:
@@ -182,28 +194,28 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
   if os.path.abspath(source_workdir) == os.path.abspath(workdir):
     raise ValueError(f'--workdir {workdir} is the source workdir: compression writes a NEW '
                      'workdir and never edits the trained one; give another --workdir.')
-  config = student_config(checkpoints.load_config(source_workdir), compress)
+  config = student_config(run_files.load_config(source_workdir), compress)
   dataset = distributed.prepare_dataset(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    checkpoints.write_run_files(workdir, config, train.dataset_info(dataset))
+    run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
   mesh = parallel.make_mesh(devices)
   network = models.build_model(config.model)
-  source_variables = checkpoints.load_variables(source_workdir, which)
+  source_variables = inference.load_variables(source_workdir, which)
   batch_size = config.train.eval_batch_size
 
   def metrics_of(logits, scored):
     return evaluate.compute_metrics(logits, scored['label'], scored['device'],
                                     dataset.class_names, dataset.device_names)
 
-  source_scored = scoring.score_split(network, source_variables, dataset, 'test', batch_size, mesh)
+  source_scored = score_model(network, source_variables, dataset, 'test', batch_size, mesh)
   source = dict(metrics=_accuracy_summary(metrics_of(source_scored['logits'], source_scored)),
                 size=_size_summary(complexity.measure(source_variables, config.model,
                                                       dataset.input_shape)))
 
-  make_step = steps.make_train_step
+  task_options = {}
   if config.distill.alpha > 0:
-    make_step = distillation_step_factory(
+    task_options = distillation_parts(
         teacher_probabilities(config, dataset, workdir, source_workdir, teacher_workdirs,
                               teacher_logits_dir, mesh), config.distill)
   quantized = config.quant.enabled
@@ -213,21 +225,28 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
       if int8_activations else None)
   train_model = (quantization.QuantizedModel(network, scales)
                  if quantized and config.quant.qat else network)
-  trainer = WarmStartTrainer(config, workdir, dataset, devices, model=train_model,
-                             make_train_step=make_step, initial_variables=source_variables)
+  steps_per_epoch, _ = builder.training_length(config.train, dataset.num_examples['train'])
+  run = builder.build(config, dataset, devices, model=train_model,
+                      extra_transform=pruning.pruning_from_config(config.prune, steps_per_epoch),
+                      **task_options)
   writer = metric_writer.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  sparsity = ([SparsityReport(writer, max(1, int(config.train.eval_every_epochs * steps_per_epoch)))]
+              if config.prune.target_sparsity > 0 else [])
   try:
-    state, _ = trainer.fit(writer)
+    result = train.fit(config, workdir, dataset, run,
+                       initial_state=lambda: run.warm_state(source_variables),
+                       extra_hooks=sparsity, writer=writer)
   finally:
     writer.close()
-  if int(state.step) < trainer.total_steps:
+  if not result.completed:
     return None
+  state = result.state
   variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   if int8_activations and not config.quant.qat:
     scales = quantization.calibrate_activation_scales(network, variables,
                                                       calibration_batches(dataset, config))
   final_model = quantization.QuantizedModel(network, scales) if quantized else network
-  student_scored = scoring.score_split(final_model, variables, dataset, 'test', batch_size, mesh)
+  student_scored = score_model(final_model, variables, dataset, 'test', batch_size, mesh)
   student = dict(metrics=_accuracy_summary(metrics_of(student_scored['logits'], student_scored)))
   report = dict(source_workdir=os.path.abspath(source_workdir), source=source, student=student,
                 config=dict(prune=config.prune.to_dict(), distill=config.distill.to_dict(),
