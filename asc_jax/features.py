@@ -10,7 +10,9 @@ asc_jax.defaults.reference_features().
 import functools
 import hashlib
 import json
-from typing import Any, Mapping
+import os
+import struct
+from typing import Any, Mapping, Optional
 
 import librosa
 import numpy as np
@@ -78,13 +80,57 @@ def to_rate(waveform: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
                           res_type=RESAMPLE_TYPE)
 
 
-def load_audio(path: str, sample_rate: int, duration_s: float) -> np.ndarray:
-  """Reads `path` as float32 mono at `sample_rate`, padded or cropped to `duration_s`."""
+def wav_data_shortfall(path: str) -> Optional[tuple[int, int]]:
+  """(bytes the WAV header's 'data' chunk declares, bytes the file holds after it) when the file
+  holds fewer than declared (a truncated copy), else None; None for other formats too.
+
+  libsndfile quietly shortens such a file to what is there, so a clip copied halfway would be
+  read as a short clip and padded with silence.
+  """
+  size = os.path.getsize(path)
+  with open(path, 'rb') as file:
+    header = file.read(12)
+    if len(header) < 12 or header[:4] != b'RIFF' or header[8:12] != b'WAVE':
+      return None
+    offset = 12
+    while offset + 8 <= size:
+      file.seek(offset)
+      chunk_id, chunk_size = struct.unpack('<4sI', file.read(8))
+      if chunk_id == b'data':
+        available = size - offset - 8
+        streaming = chunk_size in (0, 0xFFFFFFFF)   # writers that never filled the size in.
+        return None if streaming or chunk_size <= available else (chunk_size, available)
+      offset += 8 + chunk_size + (chunk_size & 1)
+  return None
+
+
+def read_checked(path: str) -> tuple[np.ndarray, int]:
+  """float32 samples [frames, channels] and the rate of a complete, finite audio file.
+
+  Raises AudioError naming the file when it cannot be decoded, is empty, holds NaN/inf, or is
+  truncated (fewer frames than its header declares, WAV and FLAC).
+  """
   try:
-    samples, source_rate = soundfile.read(path, dtype='float32', always_2d=True)
+    shortfall = wav_data_shortfall(path)
+    with soundfile.SoundFile(path) as audio:
+      declared = audio.frames
+      samples = audio.read(dtype='float32', always_2d=True)
+      source_rate = audio.samplerate
   except Exception as error:  # soundfile raises several types for unreadable files.
     raise AudioError(f'{path}: cannot be read as audio ({error}). Replace the file with a valid '
                      'WAV/FLAC or remove its row from the CSV.') from error
+  if shortfall is not None or samples.shape[0] < declared:
+    detail = (f'its header declares {shortfall[0]:,} bytes of audio but only {shortfall[1]:,} '
+              'follow' if shortfall else
+              f'its header declares {declared:,} frames but only {samples.shape[0]:,} decode')
+    raise AudioError(f'{path}: the file is truncated ({detail}), for example by an interrupted '
+                     'copy. Copy it again or remove its row from the CSV.')
+  return samples, int(source_rate)
+
+
+def load_audio(path: str, sample_rate: int, duration_s: float) -> np.ndarray:
+  """Reads `path` as float32 mono at `sample_rate`, padded or cropped to `duration_s`."""
+  samples, source_rate = read_checked(path)
   if samples.shape[0] == 0:
     raise AudioError(f'{path}: the file holds no samples. Replace it or remove its row from '
                      'the CSV.')

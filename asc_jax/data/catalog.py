@@ -16,6 +16,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import soundfile
 
+from asc_jax import features as features_lib
+
 SHOWN_OFFENDERS = 20
 
 
@@ -123,15 +125,20 @@ def resolve_inside(root: str, relative: str) -> Optional[str]:
 
 
 def audio_problem(path: str) -> Optional[tuple]:
-  """(kind, detail) of why `path` is not usable audio (missing, unreadable, empty), or None."""
+  """(kind, detail) of why `path` is not usable audio (missing, unreadable, empty, truncated),
+  or None. A truncated FLAC is only found when it is decoded (features.read_checked)."""
   if not os.path.isfile(path):
     return 'missing audio file', 'no such file'
   try:
     info = soundfile.info(path)
+    shortfall = features_lib.wav_data_shortfall(path)
   except Exception as error:  # soundfile raises several types for unreadable files.
     return 'unreadable audio', str(error)
   if info.frames == 0:
     return 'empty audio file', 'the file holds no samples'
+  if shortfall is not None:
+    return 'truncated audio', (f'the header declares {shortfall[0]:,} bytes of audio, the file '
+                               f'holds {shortfall[1]:,} (an interrupted copy?)')
   return None
 
 
