@@ -4,19 +4,25 @@
   python -m asc_jax.main --config=configs/bcresnet.py:mod8 --workdir=DIR \
       --config.data.manual_dir=/data/TAU-urban-acoustic-scenes-2020-mobile-development
   python -m asc_jax.main --workdir=DIR --mode=evaluate      # uses DIR/config.json
+
+Installed as the `asc-jax-train` command. The console shows progress bars, notes, warnings
+and the final table; `--verbosity=0` adds the INFO log, which always goes to DIR/log.txt.
 """
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
+import jax
 
+from asc_jax import configs
+from asc_jax import console
 from asc_jax import defaults
 from asc_jax import distributed
 from asc_jax import host_memory
 from asc_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py[:variant]).',
-                                          lock_config=True)
+_CONFIG = configs.define_config_flag(
+    'config', None, 'Experiment config file[:variant]: configs/NAME.py, or NAME for a packaged '
+    'config (asc_jax/configs).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and reports.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'evaluate'],
                           'train: train (resuming if the workdir has checkpoints) and evaluate; '
@@ -30,10 +36,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required.')
+  console.setup()
   config = _CONFIG.value
   # Before anything touches jax devices; --mode=evaluate reads the environment only.
   distributed.initialize(config.distributed if config is not None
                          else defaults.distributed_section())
+  console.log_to_file(_WORKDIR.value, jax.process_index())
   if _MODE.value == 'evaluate':
     train.evaluate_workdir(_WORKDIR.value, _WHICH.value)
     return

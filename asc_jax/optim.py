@@ -23,9 +23,13 @@ VMAPPABLE_KEYS = {'train.learning_rate': 'learning_rate', 'train.weight_decay': 
 def learning_rate_schedule(train: ml_collections.ConfigDict, steps_per_epoch: int,
                            peak: Any = None) -> optax.Schedule:
   """Linear warm-up from 0 to the peak rate (`peak`, default train.learning_rate; may be traced),
-  then cosine decay to 0 at the last step."""
+  then cosine decay to 0 at the last step.
+
+  `train.warmup_epochs` may be a fraction (5 % of 25 epochs = 1.25): the warm-up lasts that many
+  epochs rounded to the nearest step.
+  """
   total_steps = max(1, int(train.num_epochs * steps_per_epoch))
-  warmup_steps = min(int(train.warmup_epochs * steps_per_epoch), total_steps - 1)
+  warmup_steps = min(round(float(train.warmup_epochs) * steps_per_epoch), total_steps - 1)
   shape = optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=1.0,
                                              warmup_steps=warmup_steps, decay_steps=total_steps,
                                              end_value=0.0)

@@ -8,16 +8,17 @@ through --config.augment.translation_workdir=DIR --config.augment.translation_p=
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
+from asc_jax import configs
+from asc_jax import console
 from asc_jax import host_memory
 from asc_jax.translation import fit
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program, so importing this module
   next to other command modules defines no clashing flags."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Translator config (configs/translator.py[:variant]).', lock_config=True)
+  configs.define_config_flag('config', None,
+                             'Translator config (configs/translator.py[:variant]).')
   flags.DEFINE_string('workdir', None, 'Directory for the translator and its report.')
 
 
@@ -27,6 +28,7 @@ def main(argv):
   if flags.FLAGS.config is None or flags.FLAGS.workdir is None:
     raise app.UsageError('--config and --workdir are required, e.g. '
                          '--config=configs/translator.py --workdir=/tmp/asc_translator')
+  console.setup(flags.FLAGS.workdir)
   fit.train_translator(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

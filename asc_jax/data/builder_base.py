@@ -5,7 +5,8 @@ anything is written) and how to turn a clip's source into a log-mel (`extractor`
 class writes array_record shards whose examples carry 'logmel' float32 [n_mels, frames],
 'label' (ClassLabel) and the Text fields 'device', 'city', 'identifier', 'segment_id',
 'filename'. Extraction runs in an `extraction.ExtractionPool` kept for the whole build, with
-a progress bar per split. A failed build leaves no directory behind.
+one progress bar for all splits; TFDS's own bars and banners are off, and one line says where
+the build went. A failed build leaves no directory behind.
 Reading needs only the prepared directory (`tfds.builder_from_directory`), not the audio or
 the builder class.
 """
@@ -22,6 +23,7 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from asc_jax import console
 from asc_jax import features as features_lib
 from asc_jax.data import catalog
 from asc_jax.data import extraction
@@ -128,11 +130,11 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for split, clips in self.clips().items()}
     pool = self._pool or extraction.ExtractionPool(1, self.builder_config.feature_params,
                                                    self.data_root)
-    descriptions = {split: f'{self.name} {split}' for split in self.clips()}
-    logmels = pool.schedule(self.extractor(), {
-        descriptions[split]: [clip.source for clip in clips]
-        for split, clips in self.clips().items()})
-    return {split: self._generate_examples(clips, logmels[descriptions[split]])
+    logmels = pool.schedule(
+        self.extractor(), {split: [clip.source for clip in clips]
+                           for split, clips in self.clips().items()},
+        description=f'build {self.name}')
+    return {split: self._generate_examples(clips, logmels[split])
             for split, clips in self.clips().items()}
 
   def _generate_examples(self, clips: Sequence[catalog.Clip], logmels: Iterator) -> Iterator:
@@ -152,10 +154,22 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     validated, and serve every split.
     """
     os.makedirs(self.data_root, exist_ok=True)
+    tfds.disable_progress_bar()   # the extraction bar is the build's one bar.
     with extraction.ExtractionPool(self.num_workers, self.builder_config.feature_params,
                                    self.data_root) as self._pool:
-      self.clips()
+      counts = {split: len(clips) for split, clips in self.clips().items()}
+      console.note(f'{self.name}: building {sum(counts.values())} clips ('
+                   + ', '.join(f'{split} {count}' for split, count in counts.items())
+                   + f') into {self.prepared_dir}')
       self._write_splits()
+
+  # TFDS prints a 'Downloading and preparing dataset Unknown size ...' banner before a build
+  # and 'Dataset ... downloaded and prepared' after it; `build` says where the data goes instead.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
 
   def _write_splits(self) -> None:
     config_dir = os.path.dirname(self.prepared_dir)

@@ -29,8 +29,8 @@ import types
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
-import tqdm
 
+from asc_jax import console
 from asc_jax import features as features_lib
 
 BLAS_THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
@@ -150,10 +150,13 @@ class ExtractionPool:
     self._slots = None
     self._closing = threading.Event()
     self._feeder = None
+    self._bars = []
 
   def __enter__(self) -> 'ExtractionPool':
     if self.workers == 1:
       return self
+    console.note(f'starting {self.workers} feature-extraction worker processes (each loads '
+                 'librosa and warms up: the first clips take a few seconds)')
     slots = self.max_ahead_tasks * CLIPS_PER_TASK
     self._slots = ResultSlots.create(self.scratch_dir, slots, self.slot_bytes)
     # One BLAS thread per worker: the processes already use every core, and threaded BLAS on
@@ -169,6 +172,8 @@ class ExtractionPool:
     return self
 
   def __exit__(self, *exc_info) -> None:
+    for bar in self._bars:
+      bar.close()
     self._closing.set()
     if self._feeder is not None:
       self._feeder.join()
@@ -178,14 +183,17 @@ class ExtractionPool:
     if self._slots is not None:
       self._slots.remove()
 
-  def schedule(self, function: Callable, work: Mapping[str, Sequence]) -> dict:
+  def schedule(self, function: Callable, work: Mapping[str, Sequence],
+               description: str = 'extract') -> dict:
     """{name: iterator of function(item) for its items, in order}, consumed in `work`'s order.
 
-    Call once per build. Each iterator shows a progress bar named after its key.
+    Call once per build. One progress bar, `description`, counts the items of every iterator
+    (clips, clips/s and the ETA of the whole build); it closes after the last one.
     """
+    bar = _SharedBar(sum(len(items) for items in work.values()), description)
+    self._bars.append(bar)
     if self._pool is None:
-      return {name: self._progress(map(function, items), len(items), name)
-              for name, items in work.items()}
+      return {name: bar.count(map(function, items)) for name, items in work.items()}
     pending = {name: queue.Queue() for name in work}
     task_slots = threading.BoundedSemaphore(self.max_ahead_tasks)
     tasks = [(name, chunk) for name, items in work.items()
@@ -194,8 +202,7 @@ class ExtractionPool:
                                                              task_slots),
                                     name='extraction-feeder', daemon=True)
     self._feeder.start()
-    return {name: self._progress(self._collect(pending[name], len(items), task_slots),
-                                 len(items), name)
+    return {name: bar.count(self._collect(pending[name], len(items), task_slots))
             for name, items in work.items()}
 
   def _feed(self, function: Callable, tasks: list, pending: Mapping[str, queue.Queue],
@@ -234,9 +241,21 @@ class ExtractionPool:
       delivered += len(arrays)
       yield from arrays
 
-  @staticmethod
-  def _progress(results: Iterator, count: int, description: str) -> Iterator:
-    with tqdm.tqdm(total=count, unit='clip', desc=description, smoothing=0.1) as bar:
-      for result in results:
-        bar.update()
-        yield result
+
+class _SharedBar:
+  """One progress bar over several iterators: it closes when `total` items have passed."""
+
+  def __init__(self, total: int, description: str):
+    self.total, self.done = total, 0
+    self.bar = console.progress(total=total, desc=description, unit='clip')
+
+  def count(self, results: Iterator) -> Iterator:
+    for result in results:
+      self.done += 1
+      self.bar.update()
+      if self.done == self.total:
+        self.close()
+      yield result
+
+  def close(self) -> None:
+    self.bar.close()

@@ -8,12 +8,12 @@ Training builds the dataset on first use too; this command only does it ahead of
 """
 
 from absl import app
-from ml_collections import config_flags
 
+from asc_jax import configs
+from asc_jax import console
 from asc_jax.data import datasets
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
+_CONFIG = configs.define_config_flag()
 
 
 def count_table(dataset: datasets.PreparedDataset) -> str:
@@ -34,6 +34,7 @@ def count_table(dataset: datasets.PreparedDataset) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments {argv[1:]}; use --config and --config.key=value.')
+  console.setup()
   config = _CONFIG.value
   if config is None:
     raise app.UsageError('Pass --config=configs/FILE.py (for example configs/quickstart.py).')
