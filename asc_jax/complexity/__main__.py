@@ -10,9 +10,10 @@ from typing import Any, Optional
 from absl import app
 from absl import flags
 import ml_collections
-from ml_collections import config_flags
 
 from asc_jax import complexity
+from asc_jax import configs
+from asc_jax import console
 from asc_jax import inference
 from asc_jax import run_files
 from asc_jax.compress import export
@@ -36,8 +37,8 @@ def report_for_config(config: ml_collections.ConfigDict, workdir: str = '',
 
 def define_flags() -> None:
   """The command's flags (defined when run as a program)."""
-  config_flags.DEFINE_config_file('config', None, 'Experiment config file[:variant]; default with '
-                                  '--workdir: the config stored there.')
+  configs.define_config_flag('config', None, 'Experiment config file[:variant] (or a packaged '
+                             'config NAME); default with --workdir: the config stored there.')
   flags.DEFINE_string('workdir', '', 'Measure the model stored in this workdir.')
   flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Checkpoint of --workdir.')
   flags.DEFINE_string('export', '', 'Measure this int8 export directory (python -m asc_jax.compress); '
@@ -48,6 +49,7 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  console.setup()
   config: Optional[ml_collections.ConfigDict] = flags.FLAGS.config
   workdir, export_dir = flags.FLAGS.workdir, flags.FLAGS.export
   if config is None and export_dir:

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from asc_jax import builder
+from asc_jax import console
 from asc_jax import distributed
 from asc_jax import fileio
 from asc_jax import host_memory
@@ -119,6 +120,7 @@ def main(argv):
   values = flags.FLAGS
   if len(argv) > 1 or not values.workdir or not values.out:
     raise app.UsageError('usage: python -m asc_jax.compress.teacher --workdir=DIR[,DIR] --out=DIR')
+  console.setup()
   print(os.path.join(export_teacher_logits(values.workdir, values.out, values.which), LOGITS_FILE))
 
 
