@@ -4,7 +4,9 @@ The format is described in asc_jax/compress/int8_runtime.py, which reads it with
 code: int8 kernels; every BatchNorm / SubSpectralNorm in its inference form x * multiplier + offset
 (float16), with the scale of the kernel before it folded into the multiplier; float16 scales for
 the other kernels; float32 biases and per-tensor activation scales; in one npz (no pickled
-objects), and a JSON manifest with everything else needed to run it.
+objects), and a JSON manifest with everything else needed to run it, including the log-mel front
+end in full (`front_end`) with its mel filterbank as float32 in mel_filterbank.npy, so that an
+embedded implementation can reproduce the features (asc_jax/export/front_end.py does, in NumPy).
 """
 
 import io
@@ -14,12 +16,14 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import numpy as np
 
-from asc_jax import inference
+from asc_jax import features
 from asc_jax import fileio
+from asc_jax import inference
 from asc_jax.compress import int8_runtime
 from asc_jax.compress import quantization
 
 EXPORT_DIR = 'export'
+FILTERBANK_FILE = 'mel_filterbank.npy'
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, np.ndarray]:
@@ -69,6 +73,40 @@ def stored_arrays(variables: Mapping[str, Any],
   return dict(sorted(arrays.items()))
 
 
+def front_end_description(feature_params: dict) -> dict:
+  """Every step of asc_jax.features.logmel with its parameters, for the manifest."""
+  params = features.feature_params(feature_params)
+  n_fft, win_length = params['n_fft'], params['win_length']
+  return dict(
+      audio=dict(sample_rate=params['sample_rate'], channels='mean of all channels (mono)',
+                 resample=f'librosa.resample res_type={features.RESAMPLE_TYPE!r}',
+                 clip_seconds=params['duration_s'], clip_samples=features.num_samples(params),
+                 shorter='zero-padded at the end', longer='cropped (asc_jax.predict windows it)'),
+      stft=dict(n_fft=n_fft, win_length=win_length, hop_length=params['hop_length'],
+                window=f'{params["window"]} (periodic, scipy.signal.get_window fftbins=True), '
+                       f'zero-padded to n_fft centred (left pad {(n_fft - win_length) // 2})',
+                center=params['center'],
+                center_padding=f'{n_fft // 2} zeros on both sides' if params['center'] else 'none',
+                frames=features.num_frames(params), power='|STFT|^2'),
+      mel=dict(n_mels=params['n_mels'], fmin=params['fmin'], fmax=params['fmax'],
+               scale='slaney', norm='slaney', file=FILTERBANK_FILE, dtype='float32',
+               shape=[params['n_mels'], 1 + n_fft // 2], applied='filterbank @ power'),
+      log=dict(formula='log(mel + log_offset)', log_offset=params['log_offset'], base='e'),
+      output=dict(layout='[n_mels, frames] float32 (frequency-major)'),
+      feature_params=params)
+
+
+def write_front_end(directory: str, feature_params: dict) -> dict:
+  """Writes mel_filterbank.npy (float32) into `directory`; returns the front_end description."""
+  params = features.feature_params(feature_params)
+  filterbank = features.mel_filterbank(params['sample_rate'], params['n_fft'], params['n_mels'],
+                                       params['fmin'], params['fmax'])
+  buffer = io.BytesIO()
+  np.save(buffer, np.asarray(filterbank, np.float32), allow_pickle=False)
+  fileio.atomic_write_bytes(os.path.join(directory, FILTERBANK_FILE), buffer.getvalue())
+  return front_end_description(params)
+
+
 def write_export(directory: str, variables: Mapping[str, Any], *, config: ml_collections.ConfigDict,
                  activation_scales: Optional[quantization.ActivationScales], class_names,
                  device_names, feature_params: dict) -> str:
@@ -80,10 +118,12 @@ def write_export(directory: str, variables: Mapping[str, Any], *, config: ml_col
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
   fileio.atomic_write_bytes(os.path.join(directory, int8_runtime.WEIGHTS_FILE), buffer.getvalue())
+  front_end = (write_front_end(directory, feature_params)
+               if set(features.FEATURE_KEYS) <= set(feature_params) else None)
   manifest = dict(
       format=int8_runtime.FORMAT, format_version=int8_runtime.FORMAT_VERSION,
       model=config.model.to_dict(), class_names=list(class_names), device_names=list(device_names),
-      feature_params=feature_params, quantization=quantization.scheme_description(config.quant),
+      feature_params=feature_params, front_end=front_end, quantization=quantization.scheme_description(config.quant),
       arrays={name: dict(dtype=str(value.dtype), shape=list(value.shape))
               for name, value in sorted(arrays.items())})
   fileio.atomic_write_json(os.path.join(directory, int8_runtime.MANIFEST_FILE), manifest)

@@ -1,0 +1,45 @@
+"""python -m asc_jax.export: deployment artifacts of a compressed run (asc_jax/export/artifacts.py).
+
+  python -m asc_jax.export --workdir=RUN_compressed --format=all --out=RUN_compressed/deploy
+  python -m asc_jax.export --workdir=RUN_compressed --format=tflite,c --out=DIR
+
+--workdir is the directory python -m asc_jax.compress wrote (config.json + export/); it is only
+read. The report compares every artifact, run in its own runtime, with the int8 NumPy runtime on
+the test split of the dataset the model was trained on.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_string('workdir', None, 'Compressed workdir (python -m asc_jax.compress --workdir).')
+flags.DEFINE_list('format', ['all'], 'tflite, onnx, c (the .tflite as a C header), or all.')
+flags.DEFINE_string('out', None, 'Output directory (created; default WORKDIR/deploy).')
+flags.DEFINE_integer('calibration_clips', 256,
+                     'Training clips that calibrate the int8 ranges of tensors between convolutions.')
+flags.DEFINE_integer('max_clips', 0, 'Score only the first N test clips (0 = all).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  values = flags.FLAGS
+  if not values.workdir:
+    raise app.UsageError('give --workdir=COMPRESSED_RUN [--format=tflite,onnx,c|all] [--out=DIR].')
+  import os
+  from asc_jax.export import artifacts   # Imported here: --help must not load the model stack.
+  formats = artifacts.FORMATS if 'all' in values.format else tuple(values.format)
+  out = values.out or os.path.join(values.workdir, 'deploy')
+  try:
+    artifacts.export(values.workdir, out, formats, values.calibration_clips, values.max_clips)
+  except (FileNotFoundError, ValueError, ImportError) as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 1
+  with open(os.path.join(out, artifacts.REPORT_MARKDOWN), encoding='utf-8') as file:
+    print(file.read())
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,73 @@
+"""Agreement of each exported artifact with asc_jax's int8 NumPy runtime, and the export report
+(export_report.json and export_report.md)."""
+
+import numpy as np
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
+  """Top-1 agreement and logit differences of `logits` against `reference` (both [N, K]), with the
+  reference's top-2 margin on the clips where they disagree (small margins = near-ties)."""
+  disagree = logits.argmax(-1) != reference.argmax(-1)
+  top_two = np.sort(reference, axis=-1)[:, -2:]
+  margins = top_two[:, 1] - top_two[:, 0]
+  difference = np.abs(logits - reference)
+  return dict(clips=int(len(logits)), top1_agreement=float(np.mean(~disagree)),
+              disagreements=int(disagree.sum()),
+              max_disagreement_margin=float(margins[disagree].max()) if disagree.any() else 0.0,
+              max_abs_logit_difference=float(difference.max()),
+              mean_abs_logit_difference=float(difference.mean()),
+              logit_range=float(reference.max() - reference.min()),
+              accuracy=float(np.mean(logits.argmax(-1) == labels)))
+
+
+def markdown(report: dict) -> str:
+  """The human-readable report: sizes, arena, agreement per artifact and runtime."""
+  size = report['model_size']
+  lines = ['# Export report', '',
+           f'Source: `{report["export_dir"]}`; agreement measured on the `{report["split"]}` split '
+           f'of the training dataset ({report["clips"]} clips) against asc_jax\'s int8 NumPy '
+           'runtime (asc_jax/compress/int8_runtime.py).', '',
+           '## Model', '', '| | |', '|---|---|',
+           f'| parameters | {size["params"]:,} ({size["nonzero_params"]:,} non-zero) |',
+           f'| DCASE2021 size (non-zero, stored width) | {size["bytes_dcase2021"]:,} B = '
+           f'{size["kb_dcase2021"]:.2f} KB (1000) = {size["kib_dcase2021"]:.2f} KB (1024) |',
+           f'| DCASE2022 size (all parameters, int8) | {size["bytes_dcase2022"]:,} B = '
+           f'{size["kib_dcase2022"]:.2f} KB (1024) |',
+           f'| MACs per clip | {size["macs"]:,} |']
+  if 'tflite' in report:
+    tfl = report['tflite']
+    lines.append(f'| TFLite Micro tensor arena | {tfl["arena_bytes"]:,} B '
+                 '(tflite-micro interpreter, 64-bit host) |')
+  lines += ['', '## Artifacts', '', '| file | bytes | format |', '|---|---|---|']
+  for artifact in report['artifacts']:
+    lines.append(f'| {artifact["file"]} | {artifact["bytes"]:,} | {artifact["format"]} |')
+  lines += ['', '## Agreement with the int8 runtime', '',
+            '| artifact | runtime | top-1 agreement | disagreements (max ref. margin) | '
+            'max abs logit diff | mean abs logit diff | accuracy |',
+            '|---|---|---|---|---|---|---|']
+  reference_accuracy = report['reference']['accuracy']
+  for row in report['agreement']:
+    lines.append(f'| {row["artifact"]} | {row["runtime"]} | {100 * row["top1_agreement"]:.2f} % | '
+                 f'{row["disagreements"]} ({row["max_disagreement_margin"]:.3f}) | '
+                 f'{row["max_abs_logit_difference"]:.4f} | {row["mean_abs_logit_difference"]:.4f} '
+                 f'| {100 * row["accuracy"]:.2f} % |')
+  lines += ['', f'int8 NumPy runtime accuracy: {100 * reference_accuracy:.2f} %; logits span '
+            f'{report["reference"]["logit_range"]:.3f}.']
+  if 'tflite' in report:
+    tfl = report['tflite']
+    lines += ['', '## TFLite model', '',
+              f'Input int8 {tfl["input_shape"]}: the log-mel after the input ResNorm, '
+              f'q = clip(round(x / {tfl["input_scale"]:.8g}), -128, 127) (the stem\'s QAT scale, '
+              f'zero point {tfl["input_zero_point"]}). Output int8 logits: '
+              f'(q - {tfl["output_zero_point"]}) * {tfl["output_scale"]:.8g}.',
+              f'Tensor scales: {tfl["scales"]["qat"]} from quantization-aware training '
+              f'(convolution inputs, unchanged), {tfl["scales"]["fixed"]} fixed by TFLite '
+              f'(LOGISTIC), {tfl["scales"]["calibrated"]} calibrated on '
+              f'{report["calibration_clips"]} training clips (tensors the NumPy runtime keeps in '
+              'float32).',
+              'Ops: ' + ', '.join(f'{name} x{count}' for name, count in
+                                  sorted(tfl['op_counts'].items())) + '.']
+    if tfl['clipped_weights']:
+      lines.append(f'{tfl["clipped_weights"]} kernel entries of -128 in channels with a negative '
+                   'folded normalization could not be negated exactly and are stored as 127.')
+  return '\n'.join(lines) + '\n'

@@ -1,0 +1,238 @@
+"""The int8 export as a fully integer TFLite model that TensorFlow Lite for Microcontrollers runs.
+
+Route: the flatbuffer is written directly (asc_jax.export.flatbuffer), not converted from a
+TensorFlow or JAX graph, so the int8 kernels and the activation scales learned by QAT go into the
+file unchanged; no TensorFlow is needed.
+
+The model (batch 1):
+  input   int8 [1, F, T, 1]: the log-mel after the input ResNorm, quantized with the stem's QAT
+          scale, zero point 0 (`input_values`). The input ResNorm is part of the front end because
+          it works on raw log-mels, whose per-bin offsets of tens of dB would cost most of int8's
+          resolution before normalization; the manifest and the export report describe it.
+  body    int8 CONV_2D / DEPTHWISE_CONV_2D (per-channel weight scales, int32 biases), ResNorm as
+          MEAN, SUB, SQUARED_DIFFERENCE, RSQRT, MUL, ADD; SubSpectralNorm as per-sub-band
+          depthwise convolutions (PAD, SLICE, CONCATENATION); SiLU as LOGISTIC * x; MAX_POOL_2D.
+  output  int8 [1, classes]: logits, dequantize with the output's scale and zero point.
+Every builtin used is in TFLite Micro's op resolver (tests run it with the tflite-micro Python
+interpreter and with ai-edge-litert). The eps of ResNorm's rsqrt(var + eps) is below int8
+resolution of var and is left out (a var that quantizes to 0 saturates RSQRT at its range).
+"""
+
+import dataclasses
+
+import numpy as np
+import tflite
+
+from asc_jax.export import flatbuffer
+from asc_jax.export import graph as graph_lib
+from asc_jax.export import int8_scales
+
+OP = tflite.BuiltinOperator
+OPTIONS = tflite.BuiltinOptions
+ACTIVATIONS = {'none': tflite.ActivationFunctionType.NONE,
+               'relu': tflite.ActivationFunctionType.RELU}
+
+
+@dataclasses.dataclass
+class TfliteModel:
+  """The .tflite bytes and what a caller needs to feed and read it."""
+  data: bytes
+  input_scale: int8_scales.TensorScale
+  output_scale: int8_scales.TensorScale
+  input_shape: tuple[int, ...]
+  clipped_weights: int
+  scales: dict[str, int8_scales.TensorScale]
+  op_counts: dict[str, int]
+
+
+class _Lowering:
+  def __init__(self, scales: dict[str, int8_scales.TensorScale], shapes: dict[str, tuple]):
+    self.scales = scales
+    self.shapes = shapes
+    self.tensors: list[flatbuffer.Tensor] = []
+    self.index: dict[str, int] = {}
+    self.operators: list[flatbuffer.Operator] = []
+    self.op_counts: dict[str, int] = {}
+
+  def activation(self, name: str) -> int:
+    if name not in self.index:
+      scale = self.scales[name]
+      self.index[name] = self.add(flatbuffer.Tensor(
+          name, self.shapes[name], np.dtype(np.int8),
+          quantization=flatbuffer.Quantization(np.array([scale.scale], np.float32),
+                                               np.array([scale.zero_point], np.int64))))
+    return self.index[name]
+
+  def add(self, tensor: flatbuffer.Tensor) -> int:
+    self.tensors.append(tensor)
+    return len(self.tensors) - 1
+
+  def int32(self, name: str, values) -> int:
+    values = np.asarray(values, np.int32)
+    return self.add(flatbuffer.Tensor(name, values.shape, np.dtype(np.int32), data=values))
+
+  def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0,
+         options=None) -> None:
+    self.operators.append(flatbuffer.Operator(code, inputs, outputs, options_type, options))
+    name = next(key for key, value in vars(OP).items() if value == code)
+    self.op_counts[name] = self.op_counts.get(name, 0) + 1
+
+  def constant_int8(self, name: str, value: np.ndarray) -> int:
+    """A per-tensor int8 constant holding `value` (max |value| at 127)."""
+    value = np.asarray(value, np.float32)
+    scale = float(np.max(np.abs(value))) / 127 or 1.0
+    data = np.clip(np.round(value / scale), -127, 127).astype(np.int8).reshape(
+        (1,) * 4 if value.size == 1 else value.shape)
+    return self.add(flatbuffer.Tensor(name, data.shape, np.dtype(np.int8), data=data,
+                                      quantization=flatbuffer.Quantization(
+                                          np.array([scale], np.float32), np.zeros(1, np.int64))))
+
+  def pad(self, source: int, name: str, padding) -> int:
+    shape = list(self.tensors[source].shape)
+    shape[1] += sum(padding[0])
+    shape[2] += sum(padding[1])
+    source_tensor = self.tensors[source]
+    output = self.add(dataclasses.replace(source_tensor, name=name, shape=tuple(shape)))
+    paddings = self.int32(f'{name}/paddings', [[0, 0], list(padding[0]), list(padding[1]), [0, 0]])
+    self.op(OP.PAD, [source, paddings], [output], OPTIONS.PadOptions,
+            flatbuffer.options(tflite.PadOptionsStart, tflite.PadOptionsEnd))
+    return output
+
+  def conv(self, op: graph_lib.Op) -> None:
+    a = op.attrs
+    source = self.activation(op.inputs[0])
+    kernel = a['kernel']
+    k_h, k_w = kernel.shape[:2]
+    (top, bottom), (left, right) = a['padding']
+    strides = a['strides']
+    same = (strides == (1, 1) and (top, bottom) == ((k_h - 1) // 2, k_h // 2)
+            and (left, right) == ((k_w - 1) // 2, k_w // 2))
+    if not same and (top, bottom, left, right) != (0, 0, 0, 0):
+      source = self.pad(source, f'{op.output}/padded', a['padding'])
+    padding = tflite.Padding.SAME if same and (k_h, k_w) != (1, 1) else tflite.Padding.VALID
+    weight_scale = a['weight_scale'].astype(np.float32)
+    input_scale = np.float32(a['input_scale'])
+    bias_scale = (weight_scale.astype(np.float64) * float(input_scale)).astype(np.float32)
+    bias = np.round(a['bias'].astype(np.float64) / bias_scale.astype(np.float64))
+    bias = np.clip(bias, -2**31, 2**31 - 1).astype(np.int32)
+    channels = kernel.shape[-1]
+    if a['depthwise']:
+      filter_values = kernel.transpose(2, 0, 1, 3)      # [1, kh, kw, C]
+      axis = 3
+    else:
+      filter_values = kernel.transpose(3, 0, 1, 2)      # [C_out, kh, kw, C_in]
+      axis = 0
+    filter_index = self.add(flatbuffer.Tensor(
+        f'{a["layer"]}/kernel', filter_values.shape, np.dtype(np.int8), data=filter_values,
+        quantization=flatbuffer.Quantization(weight_scale, np.zeros(channels, np.int64), axis)))
+    bias_index = self.add(flatbuffer.Tensor(
+        f'{a["layer"]}/bias', (channels,), np.dtype(np.int32), data=bias,
+        quantization=flatbuffer.Quantization(bias_scale, np.zeros(channels, np.int64), 0)))
+    output = self.activation(op.output)
+    activation = ACTIVATIONS[a['activation']]
+    if a['depthwise']:
+      self.op(OP.DEPTHWISE_CONV_2D, [source, filter_index, bias_index], [output],
+              OPTIONS.DepthwiseConv2DOptions,
+              flatbuffer.options(tflite.DepthwiseConv2DOptionsStart,
+                                 tflite.DepthwiseConv2DOptionsEnd, Padding=padding,
+                                 StrideW=strides[1], StrideH=strides[0], DepthMultiplier=1,
+                                 FusedActivationFunction=activation, DilationWFactor=1,
+                                 DilationHFactor=1))
+    else:
+      self.op(OP.CONV_2D, [source, filter_index, bias_index], [output], OPTIONS.Conv2DOptions,
+              flatbuffer.options(tflite.Conv2DOptionsStart, tflite.Conv2DOptionsEnd,
+                                 Padding=padding, StrideW=strides[1], StrideH=strides[0],
+                                 FusedActivationFunction=activation, DilationWFactor=1,
+                                 DilationHFactor=1))
+
+  def lower(self, op: graph_lib.Op, constants: dict[str, np.ndarray]) -> None:
+    a = op.attrs
+    if op.kind == 'conv':
+      return self.conv(op)
+
+    def operand(name: str) -> int:
+      if name in constants:
+        if name not in self.index:
+          self.index[name] = self.constant_int8(name, constants[name])
+        return self.index[name]
+      return self.activation(name)
+
+    inputs = [operand(name) for name in op.inputs]
+    output = self.activation(op.output)
+    activation = ACTIVATIONS[a.get('activation', 'none')]
+    if op.kind == 'mean':
+      axes = self.int32(f'{op.output}/axes', list(a['axes']))
+      self.op(OP.MEAN, [inputs[0], axes], [output], OPTIONS.ReducerOptions,
+              flatbuffer.options(tflite.ReducerOptionsStart, tflite.ReducerOptionsEnd,
+                                 KeepDims=bool(a.get('keepdims', True))))
+    elif op.kind == 'add':
+      self.op(OP.ADD, inputs, [output], OPTIONS.AddOptions,
+              flatbuffer.options(tflite.AddOptionsStart, tflite.AddOptionsEnd,
+                                 FusedActivationFunction=activation))
+    elif op.kind == 'sub':
+      self.op(OP.SUB, inputs, [output], OPTIONS.SubOptions,
+              flatbuffer.options(tflite.SubOptionsStart, tflite.SubOptionsEnd))
+    elif op.kind == 'mul':
+      self.op(OP.MUL, inputs, [output], OPTIONS.MulOptions,
+              flatbuffer.options(tflite.MulOptionsStart, tflite.MulOptionsEnd))
+    elif op.kind == 'squared_difference':
+      self.op(OP.SQUARED_DIFFERENCE, inputs, [output], OPTIONS.SquaredDifferenceOptions,
+              flatbuffer.options(tflite.SquaredDifferenceOptionsStart,
+                                 tflite.SquaredDifferenceOptionsEnd))
+    elif op.kind == 'rsqrt':
+      self.op(OP.RSQRT, inputs, [output])
+    elif op.kind == 'requantize':
+      self.op(OP.QUANTIZE, inputs, [output])
+    elif op.kind == 'logistic':
+      self.op(OP.LOGISTIC, inputs, [output])
+    elif op.kind == 'pad':
+      paddings = self.int32(f'{op.output}/paddings',
+                            [[0, 0], list(a['padding'][0]), list(a['padding'][1]), [0, 0]])
+      self.op(OP.PAD, [inputs[0], paddings], [output], OPTIONS.PadOptions,
+              flatbuffer.options(tflite.PadOptionsStart, tflite.PadOptionsEnd))
+    elif op.kind == 'slice':
+      begin = [0, 0, 0, 0]
+      size = [-1, -1, -1, -1]
+      begin[a['axis']], size[a['axis']] = a['begin'], a['size']
+      self.op(OP.SLICE, [inputs[0], self.int32(f'{op.output}/begin', begin),
+                         self.int32(f'{op.output}/size', size)], [output], OPTIONS.SliceOptions,
+              flatbuffer.options(tflite.SliceOptionsStart, tflite.SliceOptionsEnd))
+    elif op.kind == 'concat':
+      self.op(OP.CONCATENATION, inputs, [output], OPTIONS.ConcatenationOptions,
+              flatbuffer.options(tflite.ConcatenationOptionsStart, tflite.ConcatenationOptionsEnd,
+                                 Axis=a['axis'], FusedActivationFunction=activation))
+    elif op.kind == 'max_pool':
+      size = a['size']
+      self.op(OP.MAX_POOL_2D, inputs, [output], OPTIONS.Pool2DOptions,
+              flatbuffer.options(tflite.Pool2DOptionsStart, tflite.Pool2DOptionsEnd,
+                                 Padding=tflite.Padding.VALID, StrideW=size, StrideH=size,
+                                 FilterWidth=size, FilterHeight=size))
+    else:
+      raise ValueError(f'no TFLite lowering for op kind {op.kind!r}')
+
+
+def build_tflite(graph: graph_lib.Graph, ranges: dict[str, tuple[float, float]],
+                 shapes: dict[str, tuple], description: str) -> TfliteModel:
+  """The TFLite model of `graph` from the stem's input on. `ranges`: calibrated (min, max) of the
+  graph's tensors; `shapes`: their shapes with batch 1."""
+  ops = graph.ops_after(graph_lib.STEM_INPUT)
+  scales = int8_scales.assign(graph, ops, ranges)
+  lowering = _Lowering(scales, shapes)
+  input_index = lowering.activation(graph_lib.STEM_INPUT)
+  for op in ops:
+    lowering.lower(op, graph.constants)
+  output_index = lowering.index[graph.output]
+  data = flatbuffer.serialize(lowering.tensors, lowering.operators, [input_index], [output_index],
+                              description)
+  return TfliteModel(data=data, input_scale=scales[graph_lib.STEM_INPUT],
+                     output_scale=scales[graph.output], input_shape=shapes[graph_lib.STEM_INPUT],
+                     clipped_weights=graph.clipped_weights, scales=scales,
+                     op_counts=lowering.op_counts)
+
+
+def input_values(graph: graph_lib.Graph, logmel: np.ndarray, scale: int8_scales.TensorScale
+                 ) -> np.ndarray:
+  """The model's int8 input [N, F, T, 1] for log-mels [N, F, T]: the documented front end
+  (input ResNorm in float32, then quantized with the stem's QAT scale)."""
+  normalized = graph_lib.evaluate(graph, logmel, stop=graph_lib.STEM_INPUT)[graph_lib.STEM_INPUT]
+  return graph_lib.quantize_input(normalized, np.float32(scale.scale)).astype(np.int8)
