@@ -1,7 +1,7 @@
 """Default config sections shared by the files in configs/.
 
 Every number a user may want to change lives in a config; the experiment files in configs/
-compose these sections and override what differs. Values follow ../REFERENCE.md where the
+compose these sections and override what differs. Values follow docs/method.md where the
 paper is specific; where it is not, the choice is documented next to the key.
 """
 
@@ -10,7 +10,7 @@ from ml_collections import config_dict
 
 
 def reference_features() -> ml_collections.ConfigDict:
-  """Log-mel front end of REFERENCE.md section 4: 256 mel bins x 431 frames per 10 s clip."""
+  """Log-mel front end of docs/method.md section 4: 256 mel bins x 431 frames per 10 s clip."""
   return ml_collections.ConfigDict(dict(
       sample_rate=44100,          # Hz; audio at any other rate is resampled to this.
       duration_s=10.0,            # clips are padded with zeros or cropped to this length.
@@ -61,7 +61,7 @@ def data_section(name: str, builder_config: str = '') -> ml_collections.ConfigDi
 
 
 def bcresnet_mod_model(width: float = 8) -> ml_collections.ConfigDict:
-  """BC-ResNet-Mod-k with ResNorm (REFERENCE.md section 3); width k gives base channels 10k."""
+  """BC-ResNet-Mod-k with ResNorm (docs/method.md section 3); width k gives base channels 10k."""
   return ml_collections.ConfigDict(dict(
       name='bcresnet_mod',          # bcresnet_mod (ASC) | bcresnet (keyword-spotting topology).
       width=float(width),           # bcresnet_mod: k (base 10k); bcresnet: tau (base 8 tau).
@@ -77,7 +77,7 @@ def bcresnet_mod_model(width: float = 8) -> ml_collections.ConfigDict:
 
 
 def sgd_cosine_train() -> ml_collections.ConfigDict:
-  """Official BC-ResNet recipe (REFERENCE.md section 7): SGD 0.9, wd 1e-3, lr 0.1, warm-up + cosine."""
+  """Official BC-ResNet recipe (docs/method.md section 7): SGD 0.9, wd 1e-3, lr 0.1, warm-up + cosine."""
   return ml_collections.ConfigDict(dict(
       batch_size=100,               # global batch, split over all devices.
       num_epochs=200,

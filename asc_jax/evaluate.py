@@ -17,7 +17,7 @@ import numpy as np
 # Probabilities are clipped to [LOG_LOSS_EPS, 1] before the log, as sklearn's log_loss long did.
 LOG_LOSS_EPS = 1e-15
 
-# DCASE 2020/2021 Task 1A reporting groups (REFERENCE.md): real, seen simulated, unseen simulated.
+# DCASE 2020/2021 Task 1A reporting groups (docs/method.md section 5): real, seen simulated, unseen simulated.
 DEFAULT_DEVICE_GROUPS = {
     'real': ('a', 'b', 'c'),
     'seen': ('s1', 's2', 's3'),

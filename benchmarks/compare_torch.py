@@ -1,4 +1,4 @@
-"""asc_jax against the PyTorch reference (../shared/bench/torch_bcresnet_mod.py), alternating.
+"""asc_jax against a PyTorch reference implementation of BC-ResNet-Mod, alternating.
 
 Both run BC-ResNet-Mod-k on the same random [batch, 256, 431] input on the same machine. The JAX
 steps are compiled once, in this process; then each round runs, for each mode (train, eval), the
@@ -10,14 +10,23 @@ The asc_jax train step is the real one (compiled by asc_jax.builder: SpecAugment
 label smoothing, the optax chain, non-finite guard); the reference does forward, cross-entropy,
 backward and SGD with momentum and weight decay. Both update BatchNorm statistics and use dropout.
 
-  python benchmarks/compare_torch.py --rounds=3 --batch=32
+The reference is a separate script, `torch_bcresnet_mod.py`, that is not part of this
+repository: pass it as --torch_script, or put its directory on PATH. It must accept --json,
+--width, --batch, --mels, --frames, --steps, --warmup, --channels-last and --eval-only and print
+one JSON line with 'clips_per_s' last. --torch_python defaults to the first python3 on PATH
+that imports torch (a separate venv with `pip install torch==2.13.0 numpy` is what was measured).
+
+  python benchmarks/compare_torch.py --rounds=3 --batch=32 --torch_script=DIR/torch_bcresnet_mod.py
   python benchmarks/compare_torch.py --torch_python=/path/to/venv/bin/python --modes=eval
 """
 
+import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 
 from absl import flags
 
@@ -25,11 +34,13 @@ from asc_jax import host_memory
 
 import harness
 
-_TORCH_PYTHON = flags.DEFINE_string('torch_python', '/work/torchvenv/bin/python',
-                                    'A Python with torch==2.13.0 and numpy.')
+TORCH_SCRIPT_NAME = 'torch_bcresnet_mod.py'
+_TORCH_PYTHON = flags.DEFINE_string('torch_python', '',
+                                    'A Python with torch and numpy; default: the first python3 '
+                                    'or python on PATH that imports torch.')
 _TORCH_SCRIPT = flags.DEFINE_string(
-    'torch_script', os.path.join(harness.ROOT, '..', 'shared', 'bench', 'torch_bcresnet_mod.py'),
-    'The PyTorch reference script.')
+    'torch_script', '', f'The PyTorch reference script; default: {TORCH_SCRIPT_NAME} found in a '
+    'directory on PATH.')
 _FORMATS = flags.DEFINE_list('torch_formats', ['channels_last', 'nchw'],
                              'PyTorch memory formats to run each round.')
 _MODES = flags.DEFINE_list('modes', ['train', 'eval'], 'train and/or eval.')
@@ -54,8 +65,38 @@ def torch_environment() -> dict[str, str]:
   return environment
 
 
+def find_on_path(name: str):
+  """The first file `name` in a directory of $PATH, or None."""
+  for directory in os.environ.get('PATH', '').split(os.pathsep):
+    candidate = os.path.join(directory, name)
+    if directory and os.path.isfile(candidate):
+      return candidate
+  return None
+
+
+@functools.cache
+def torch_script() -> str:
+  script = _TORCH_SCRIPT.value or find_on_path(TORCH_SCRIPT_NAME)
+  if not script or not os.path.isfile(script):
+    sys.exit(f'no PyTorch reference script: pass --torch_script=PATH/{TORCH_SCRIPT_NAME} or put '
+             'its directory on PATH (it is not part of this repository).')
+  return script
+
+
+@functools.cache
+def torch_python() -> str:
+  if _TORCH_PYTHON.value:
+    return _TORCH_PYTHON.value
+  for name in ('python3', 'python'):
+    candidate = shutil.which(name)
+    if candidate and subprocess.run([candidate, '-c', 'import torch'],
+                                    capture_output=True).returncode == 0:
+      return candidate
+  sys.exit('no Python with torch on PATH: pass --torch_python=/path/to/venv/bin/python.')
+
+
 def torch_run(mode: str, memory_format: str) -> dict:
-  command = [_TORCH_PYTHON.value, _TORCH_SCRIPT.value, '--json', f'--width={_WIDTH.value}',
+  command = [torch_python(), torch_script(), '--json', f'--width={_WIDTH.value}',
              f'--batch={_BATCH.value}', '--mels=256', f'--frames={_FRAMES.value}',
              f'--steps={_STEPS.value}', '--warmup=1']
   if memory_format == 'channels_last':
@@ -65,13 +106,14 @@ def torch_run(mode: str, memory_format: str) -> dict:
   completed = subprocess.run(command, capture_output=True, text=True, check=False,
                              env=torch_environment())
   if completed.returncode:
-    raise RuntimeError(f'{_TORCH_SCRIPT.value} failed (check --torch_python={_TORCH_PYTHON.value} '
-                       f'has torch and numpy):\n{completed.stderr[-2000:]}')
+    raise RuntimeError(f'{torch_script()} failed (check that {torch_python()} has torch and '
+                       f'numpy):\n{completed.stderr[-2000:]}')
   return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main(argv):
   del argv
+  torch_script(), torch_python()   # fail before compiling anything.
   config = harness.experiment_config(f'mod{_WIDTH.value}')
   runners = {'train': harness.TrainRunner, 'eval': harness.EvalRunner}
   jax_steps = {}
@@ -101,7 +143,7 @@ def main(argv):
   harness.write_results(f'compare_torch_mod{_WIDTH.value}_b{_BATCH.value}{suffix}',
                         dict(rounds=rows, median_ratio=summary, batch=_BATCH.value,
                              frames=_FRAMES.value, torch_huge_pages=_TORCH_HUGE_PAGES.value,
-                             torch_script=os.path.abspath(_TORCH_SCRIPT.value)))
+                             torch_script=os.path.basename(torch_script())))
 
 
 if __name__ == '__main__':

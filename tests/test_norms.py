@@ -1,4 +1,4 @@
-"""ResNorm, RFN and 'none' against their formulas (REFERENCE.md section 2); the standardization
+"""ResNorm, RFN and 'none' against their formulas (docs/method.md section 2); the standardization
 kernel's gradient against automatic differentiation."""
 
 import jax

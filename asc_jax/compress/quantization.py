@@ -15,7 +15,7 @@ Float16 for the per-channel numbers is what keeps BC-ResNet-Mod-8 under the DCAS
 float32 normalization statistics alone would take more than that.
 
 Why not qwix's own model interception: qwix rewrites the convolution, dot_general and einsum calls
-it sees, but the 'fast' depthwise convolution is a sum of shifted slices (../shared/PERF_NOTES.md)
+it sees, but the 'fast' depthwise convolution is a sum of shifted slices (docs/performance.md)
 that it never sees, and the 'lax' form trains about 5x slower on CPU. Both forms route every
 kernel through `Conv.transform_kernel` and every input through `Conv.__call__`, so one
 `flax.linen.intercept_methods` hook fake-quantizes all convolutions of either form identically

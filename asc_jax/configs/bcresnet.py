@@ -1,6 +1,6 @@
 """BC-ResNet-Mod with Residual Normalization on TAU Urban Acoustic Scenes 2020 Mobile.
 
-The paper system (REFERENCE.md): BC-ResNet-Mod-8 (314,810 parameters), ResNorm lam 0.1,
+The paper system (docs/method.md): BC-ResNet-Mod-8 (314,810 parameters), ResNorm lam 0.1,
 256 x 431 log-mels, SGD + warm-up + cosine. Variants by argument:
 
   mod1 | mod4 | mod8 (default)      BC-ResNet-Mod-k, 10 classes

@@ -1,6 +1,6 @@
 """TFDS builder for TAU Urban Acoustic Scenes 2020 Mobile, development set (Zenodo 3819968).
 
-Reads the user's unpacked copy (REFERENCE.md section 5 layout) from config.data.manual_dir:
+Reads the user's unpacked copy (docs/method.md section 5 layout) from config.data.manual_dir:
 train = evaluation_setup/fold1_train.csv, test = evaluation_setup/fold1_evaluate.csv, and
 validation = whole recording locations (identifiers, `<city>-<location>`) held out of
 fold1_train: about config.data.validation_fraction of each scene's clips (0.3 by default, as

@@ -1,4 +1,4 @@
-"""BC-ResNet (keyword-spotting topology) and BC-ResNet-Mod (the ASC network), REFERENCE.md section 3.
+"""BC-ResNet (keyword-spotting topology) and BC-ResNet-Mod (the ASC network), docs/method.md section 3.
 
 Layout NHWC = (N, F, T, C): frequency is the height axis, time the width axis.
 BatchNorm follows PyTorch's defaults (momentum 0.1, i.e. flax momentum 0.9; eps 1e-5) and uses batch

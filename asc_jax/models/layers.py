@@ -6,7 +6,7 @@
   'fast'  depthwise convolutions as a sum of shifted slices times per-channel weights, 1x1
           convolutions as a matrix product on [positions, channels] views, other convolutions
           as in 'lax'. Same mathematics, and on XLA's CPU backend several times faster
-          (../shared/PERF_NOTES.md).
+          (docs/performance.md).
 Parameters, checkpoints, complexity counting and export do not depend on the form.
 
 Every kernel passes through `Conv.transform_kernel` before use: the one place where a

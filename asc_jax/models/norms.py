@@ -1,6 +1,6 @@
 """Parameter-free input and stage normalizations: Residual Normalization, RFN, or none.
 
-For x laid out (N, F, T, C) (REFERENCE.md section 2):
+For x laid out (N, F, T, C) (docs/method.md section 2):
   FreqIN(x)  = (x - mean) / sqrt(var + eps), statistics over time and channels for each example
                and each frequency bin;
   ResNorm(x) = lam * x + FreqIN(x)                       (Kim et al., DCASE2021);
