@@ -8,6 +8,7 @@ Each module here has `get_config(arg)`; `arg` picks a variant (`--config=FILE.py
   compress          pruning + int8 quantization + distillation of a trained run
   translator        the device translator
   device_ablation   ResNorm / translation / Freq-MixStyle ablation on synthetic_scenes
+  real_audio        BC-ResNet-Mod-2 on the real-audio device benchmark (benchmarks/real_audio)
 
 The repository's top-level `configs/NAME.py` files re-export these (`from asc_jax.configs.NAME
 import get_config`), so `--config=configs/NAME.py` in a checkout and `from asc_jax.configs
@@ -27,7 +28,8 @@ from absl import flags
 from ml_collections import config_flags
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-NAMES = ('bcresnet', 'compress', 'device_ablation', 'quickstart', 'teacher', 'translator')
+NAMES = ('bcresnet', 'compress', 'device_ablation', 'quickstart', 'real_audio', 'teacher',
+         'translator')
 
 
 def packaged_path(name: str) -> str:

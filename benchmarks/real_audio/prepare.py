@@ -38,8 +38,8 @@ Output (--out, written to a temporary folder beside it and renamed when complete
   devices.json  each device's role and impulse-response file (name, SHA-256, rate, length),
                 the protocol settings and the counts per split and device.
 
-  python benchmarks/real_audio/prepare.py --us8k /work/data/us8k/UrbanSound8K/audio \
-      --irs /work/data/irs/datasets/dirs --out /work/data/real_audio_benchmark
+  python benchmarks/real_audio/prepare.py --us8k DATA/UrbanSound8K/audio \
+      --irs DATA/irs/datasets/dirs --out DATA/real_audio_benchmark
 """
 
 import argparse

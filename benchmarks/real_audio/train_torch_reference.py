@@ -3,8 +3,9 @@
 
 Both frameworks see identical inputs: the log-mels are read from the TFDS dataset that asc_jax's
 audio_folder builder writes (asc_jax.data.datasets.prepare with the same experiment config),
-exported once per split into an .npz cache beside the prepared dataset. The network is
-../shared/bench/torch_bcresnet_mod.py (BCResNetMod, width k, with or without ResNorm); the
+exported once per split into an .npz cache beside the prepared dataset. The network is the
+PyTorch reference torch_bcresnet_mod.py (BCResNetMod, width k, with or without ResNorm; not part
+of this repository: --reference=PATH, or found in a directory on PATH); the
 recipe is config.train of the config: SGD (momentum, weight decay added to the gradient of every
 parameter, as torch.optim.SGD does), the learning rate of asc_jax.optim.learning_rate_schedule
 (linear warm-up from 0 over warmup_epochs, then cosine to 0 at the last step) updated every
@@ -16,10 +17,10 @@ the best validation epoch). Nothing is selected on test.
 Two Python environments: asc_jax's (to read the prepared dataset) and one with torch. Run it
 with the torch one and point --asc_python at asc_jax's, or run it in one that has both:
 
-  /work/venv_torch/bin/python benchmarks/real_audio/train_torch_reference.py \
-      --config=configs/real_audio.py:plain --seed=0 --asc_python=/work/venv/bin/python
+  TORCH_VENV/bin/python benchmarks/real_audio/train_torch_reference.py \
+      --config=configs/real_audio.py:plain --seed=0 --asc_python=ASC_VENV/bin/python
   ... --config=configs/real_audio.py:plain_noresnorm --seed=0 ...
-  /work/venv_torch/bin/python benchmarks/real_audio/train_torch_reference.py --summarize
+  TORCH_VENV/bin/python benchmarks/real_audio/train_torch_reference.py --summarize
 
 Writes benchmarks/results/real_audio_torch_<variant>_seed<seed>.json (per run) and, with
 --summarize, real_audio_torch_summary.csv / .json (mean and standard deviation over seeds).
@@ -41,7 +42,17 @@ import numpy as np
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 RESULTS = os.path.join(REPO, 'benchmarks', 'results')
-DEFAULT_REFERENCE = os.path.join(REPO, '..', 'shared', 'bench', 'torch_bcresnet_mod.py')
+REFERENCE_NAME = 'torch_bcresnet_mod.py'
+
+
+def find_reference(path: str) -> str:
+  """`path`, or the reference network file found in a directory on PATH."""
+  for candidate in [path] if path else [os.path.join(directory, REFERENCE_NAME) for directory
+                                        in os.environ.get('PATH', '').split(os.pathsep) if directory]:
+    if os.path.isfile(candidate):
+      return candidate
+  raise SystemExit(f'no PyTorch reference network: pass --reference=PATH/{REFERENCE_NAME} or put '
+                   'its directory on PATH (it is not part of this repository).')
 # Device groups of the benchmark (benchmarks/real_audio/prepare.py) and of DCASE reports.
 GROUPS = {'a': ('a',), 'seen': ('b', 'c', 's1', 's2', 's3'), 'unseen': ('s4', 's5', 's6')}
 SPLITS = ('train', 'validation', 'test')
@@ -57,8 +68,8 @@ def parse_args(argv=None):
   parser.add_argument('--data_dir', default='', help='overrides config.data.data_dir.')
   parser.add_argument('--asc_python', default=os.environ.get('ASC_JAX_PYTHON', ''),
                       help="python of an environment with asc_jax (default: this one).")
-  parser.add_argument('--reference', default=DEFAULT_REFERENCE,
-                      help='the PyTorch reference network file.')
+  parser.add_argument('--reference', default='',
+                      help=f'the PyTorch reference network file; default: {REFERENCE_NAME} on PATH.')
   parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads; 0 = default.')
   parser.add_argument('--epochs', type=float, default=0, help='overrides config.train.num_epochs.')
   parser.add_argument('--out', default='', help='result JSON (default: benchmarks/results/...).')
@@ -197,6 +208,7 @@ def train(args) -> dict:
   model_config = argparse.Namespace(**config['model'])
   data = load_features(args, config)
   torch.manual_seed(args.seed)
+  args.reference = find_reference(args.reference)
   reference = reference_module(args.reference)
   model = reference.BCResNetMod(width=int(model_config.width), num_classes=len(data['class_names']),
                                 lam=float(model_config.norm_lambda),

@@ -1,0 +1,59 @@
+"""BC-ResNet-Mod-2 on the real-audio device benchmark (UrbanSound8K through MicIRP microphones).
+
+Build the benchmark once (benchmarks/real_audio/README.md says where the two sources come from):
+
+  python benchmarks/real_audio/prepare.py --us8k DATA/UrbanSound8K/audio \
+      --irs DATA/irs/datasets/dirs --out DATA/real_audio_benchmark
+
+then train (the log-mels are extracted into config.data.data_dir on first use):
+
+  python -m asc_jax.main --config=configs/real_audio.py:plain --workdir=runs/real_audio_plain \
+      --config.data.manual_dir=DATA/real_audio_benchmark
+
+Variants by argument:
+  plain            the plain reference recipe: ResNorm (lam 0.1), 25 epochs, batch 64, SGD
+                   momentum 0.9, peak lr 0.05 with a linear warm-up over the first 5 % of the
+                   steps then cosine to 0 ("one-cycle"), weight decay 1e-3 on every parameter,
+                   no augmentation; 22.05 kHz, 4 s, n_fft 1024, hop 512, 128 mels (128 x 173).
+  plain_noresnorm  the same without ResNorm.
+  runlocal         plain for 1 epoch (a smoke run).
+The same recipe trains the PyTorch reference network side by side:
+  benchmarks/real_audio/train_torch_reference.py --config=configs/real_audio.py:plain
+
+Splits (written by prepare.py into meta.csv): train (folds 1 + 2 less the validation
+recordings), validation (whole UrbanSound8K recordings of folds 1 + 2, about 20 %), test
+(fold 3 through all 9 devices). Device groups: a (the clips themselves), seen microphones
+b, c, s1, s2, s3, unseen microphones s4, s5, s6.
+"""
+
+from asc_jax import defaults
+
+VARIANTS = ('plain', 'plain_noresnorm', 'runlocal')
+
+
+def real_audio_features():
+  features = defaults.reference_features()
+  features.update(dict(sample_rate=22050, duration_s=4.0, n_fft=1024, hop_length=512,
+                       n_mels=128))
+  return features
+
+
+def get_config(arg: str = 'plain'):
+  if arg not in VARIANTS:
+    raise ValueError(f'configs/real_audio.py: unknown variant {arg!r}; choose one of '
+                     f'{", ".join(VARIANTS)}.')
+  data = defaults.data_section('audio_folder')
+  # manual_dir: the --out directory of benchmarks/real_audio/prepare.py (give it on the
+  # command line: --config.data.manual_dir=DIR).
+  data.update(dict(csv='meta.csv'))
+  config = defaults.experiment(data=data, features=real_audio_features(),
+                               model=defaults.bcresnet_mod_model(2),
+                               train=defaults.sgd_cosine_train())
+  config.train.update(dict(batch_size=64, num_epochs=25, learning_rate=0.05, momentum=0.9,
+                           weight_decay=1e-3, warmup_epochs=0.05 * 25, eval_batch_size=128,
+                           eval_every_epochs=5, log_every_steps=20))
+  if arg == 'plain_noresnorm':
+    config.model.norm = 'none'
+  elif arg == 'runlocal':
+    config.train.update(dict(num_epochs=1, warmup_epochs=0.05, eval_every_epochs=1))
+  return config
