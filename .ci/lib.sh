@@ -1,5 +1,5 @@
 # Shared by .ci/run and .ci/update_constraints (sourced).
-PYTHONS="${ASC_CI_PYTHONS:-3.11 3.12}"
+PYTHONS="${ASC_CI_PYTHONS-3.11 3.12}"   # ASC_CI_PYTHONS="" runs no test suite
 
 # find_python 3.12 -> an interpreter of that version: pythonX.Y on PATH, else a pyenv install.
 find_python() {
