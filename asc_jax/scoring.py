@@ -54,7 +54,8 @@ def score_split(eval_step: Callable, state: Any, source: Any, *, batch_size: int
                        'example must be scored exactly once.')
   seconds = time.perf_counter() - start
   if jax.process_index() == 0:
-    print(f'{name}: {len(source)} clips in {seconds:.1f} s ({len(source) / seconds:.1f} clips/s)')
+    tqdm.tqdm.write(f'{name}: {len(source)} clips in {seconds:.1f} s '
+                    f'({len(source) / seconds:.1f} clips/s)')
   return scored
 
 

@@ -2,11 +2,7 @@
 collectives) train the tiny config and match one process with 4 devices fed the same global
 batches; plus how asc_jax.distributed reads config and environment."""
 
-import json
 import os
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -21,17 +17,8 @@ from asc_jax import metric_writer
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
 
+import multihost
 from conftest import tiny_config
-
-WORKER = os.path.join(os.path.dirname(__file__), 'multihost_worker.py')
-NUM_PROCESSES = 2
-
-
-def free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(('localhost', 0))
-    return probe.getsockname()[1]
-
 
 def reference_losses(config, num_processes: int) -> list[float]:
   """Per-step losses of one process on 4 devices whose global batches are the concatenated
@@ -65,28 +52,8 @@ def multihost_config(tiny_data_dir):
 
 def test_two_processes_match_one_process_with_four_devices(multihost_config, tmp_path):
   config = multihost_config
-  config_json = tmp_path / 'config.json'
-  config_json.write_text(config.to_json())
   workdir = tmp_path / 'run'
-  coordinator = f'localhost:{free_port()}'
-  environment = dict(os.environ, JAX_PLATFORMS='cpu',
-                     XLA_FLAGS='--xla_force_host_platform_device_count=2')
-  workers = [subprocess.Popen(
-      [sys.executable, WORKER, str(config_json), str(workdir), str(tmp_path / f'result_{i}.json'),
-       coordinator, str(i), str(NUM_PROCESSES)], env=environment, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True) for i in range(NUM_PROCESSES)]
-  outputs = []
-  try:
-    for worker in workers:
-      outputs.append(worker.communicate(timeout=420)[0])   # generous: shared CI cores
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
-  for index, (worker, output) in enumerate(zip(workers, outputs)):
-    assert worker.returncode == 0, f'process {index} failed:\n{output[-4000:]}'
-
-  results = [json.loads((tmp_path / f'result_{i}.json').read_text()) for i in range(2)]
+  results = multihost.finish(multihost.start(config, workdir, tmp_path), tmp_path)
   assert [r['process_index'] for r in results] == [0, 1]
   assert [r['is_primary'] for r in results] == [True, False]
   assert all(r['joined'] and r['process_count'] == 2 and r['device_count'] == 4
@@ -95,10 +62,10 @@ def test_two_processes_match_one_process_with_four_devices(multihost_config, tmp
   assert results[0]['log_loss'] == results[1]['log_loss']
 
   history = metric_writer.read_history(str(workdir))
-  multihost = [row['train/loss'] for row in history if 'train/loss' in row]
-  reference = reference_losses(config, NUM_PROCESSES)
-  assert len(multihost) == len(reference) >= 4
-  np.testing.assert_allclose(multihost, reference, rtol=1e-4)
+  losses = [row['train/loss'] for row in history if 'train/loss' in row]
+  reference = reference_losses(config, multihost.NUM_PROCESSES)
+  assert len(losses) == len(reference) >= 4
+  np.testing.assert_allclose(losses, reference, rtol=1e-4)
 
   # Process 0 alone wrote the run files; the checkpoint holds both processes' data iterators.
   assert (workdir / 'eval_test.json').exists() and (workdir / 'config.json').exists()
