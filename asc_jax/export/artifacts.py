@@ -38,6 +38,7 @@ REPORT_JSON, REPORT_MARKDOWN = 'export_report.json', 'export_report.md'
 FRONT_END_FILE = 'front_end.json'
 ARENA_MARGIN = 1.10   # the header's arena: measured size + 10 %, rounded up to 16 bytes
 CHUNK = 64
+TFLITE_ACTIVATIONS = ('mixed', 'int8')
 
 
 @dataclasses.dataclass
@@ -79,8 +80,13 @@ def _write(out: str, name: str, data: bytes, artifacts: list, kind: str) -> None
 
 
 def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration_clips: int = 256,
-           max_clips: int = 0, log=print) -> dict:
-  """Builds, writes and checks the requested formats; returns the report (also written)."""
+           max_clips: int = 0, tflite_activations: str = 'mixed', log=print) -> dict:
+  """Builds, writes and checks the requested formats; returns the report (also written).
+
+  tflite_activations: 'mixed' (int8 convolutions, int16 for the sums, ResNorm and SiLU between
+  them) or 'int8' (every activation int8)."""
+  if tflite_activations not in TFLITE_ACTIVATIONS:
+    raise ValueError(f'tflite_activations {tflite_activations!r}: choose mixed or int8.')
   unknown = set(formats) - set(FORMATS)
   if unknown:
     raise ValueError(f'unknown --format {sorted(unknown)}; choose from {", ".join(FORMATS)}, all.')
@@ -116,7 +122,8 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
 
   if 'tflite' in formats or 'c' in formats:
     model = tflite_lib.build_tflite(inputs.graph, inputs.ranges, inputs.shapes,
-                                    description=f'asc_jax {manifest["model"]["name"]} int8')
+                                    description=f'asc_jax {manifest["model"]["name"]} int8',
+                                    wide=tflite_activations == 'mixed')
     _write(out, TFLITE_FILE, model.data, artifacts, 'TFLite flatbuffer, fully integer (int8)')
     quantized_input = _chunked(lambda x: tflite_lib.input_values(inputs.graph, x,
                                                                  model.input_scale),
@@ -129,7 +136,7 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
         runtimes.run_litert(model.data, quantized_input)))
     sources = [scale.source for scale in model.scales.values()]
     report['tflite'] = dict(
-        file=TFLITE_FILE, arena_bytes=arena, header_arena_bytes=header_arena,
+        file=TFLITE_FILE, activations=tflite_activations, arena_bytes=arena, header_arena_bytes=header_arena,
         input_shape=list(model.input_shape), input_dtype='int8',
         input_scale=model.input_scale.scale, input_zero_point=model.input_scale.zero_point,
         output_scale=model.output_scale.scale, output_zero_point=model.output_scale.zero_point,

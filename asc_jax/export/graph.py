@@ -1,8 +1,7 @@
 """The int8 export as a graph of deployable operations, and its NumPy evaluation.
 
 `build(model)` turns an int8_runtime.Int8Model (the stored export) into a list of operations that
-TFLite and ONNX both have: convolutions with int8 kernels, MEAN, SUB, SQUARED_DIFFERENCE, RSQRT,
-MUL, ADD, LOGISTIC, MAX_POOL, PAD, SLICE, CONCAT, and a requantize (identity in real values:
+TFLite and ONNX both have: convolutions with int8 kernels, MEAN, SUB, RSQRT, MUL, ADD, LOGISTIC, MAX_POOL, PAD, SLICE, CONCAT, and a requantize (identity in real values:
 TFLite's int8 -> int8 QUANTIZE) where a tensor feeds a convolution and something else. Layout NHWC = (batch, frequency, time, channel).
 
 How the network maps onto them:
@@ -11,7 +10,8 @@ How the network maps onto them:
 - SubSpectralNorm (one multiplier per sub-band and channel) is the depthwise frequency convolution
   run once per sub-band on a slice of the padded input, each with its sub-band's scale and bias,
   the results concatenated along frequency (exact: the same int8 products, one rescale each);
-- ResNorm is lam * x + (x - mean) * rsqrt(var + eps), mean and var over time and channels;
+- ResNorm is lam * x + d * rsqrt(mean(d * d) + eps) with d = x - mean, means over time and
+  channels (d * d as MUL: LiteRT has no int16 SQUARED_DIFFERENCE);
 - SiLU is x * logistic(x).
 `evaluate(graph, logmel)` computes every tensor in float32 exactly as the NumPy runtime does
 (convolution inputs quantized with the QAT scales, integer sums, then scales); a test checks it
@@ -122,7 +122,7 @@ class _Builder:
   def standardize(self, x: str, axes: tuple[int, ...], prefix: str, eps: float) -> str:
     mean = self.emit('mean', [x], f'{prefix}/mean', axes=axes)
     centred = self.emit('sub', [x, mean], f'{prefix}/centred')
-    squares = self.emit('squared_difference', [x, mean], f'{prefix}/squares')
+    squares = self.emit('mul', [centred, centred], f'{prefix}/squares')
     var = self.emit('mean', [squares], f'{prefix}/var', axes=axes)
     inverse = self.emit('rsqrt', [var], f'{prefix}/rsqrt', eps=np.float32(eps))
     return self.emit('mul', [centred, inverse], f'{prefix}/standardized')

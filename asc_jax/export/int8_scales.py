@@ -22,11 +22,13 @@ LOGISTIC_SCALE, LOGISTIC_ZERO_POINT = 1.0 / 256, -128
 class TensorScale:
   scale: float
   zero_point: int
-  source: str   # 'qat' | 'calibrated' | 'fixed'
+  source: str             # 'qat' | 'calibrated' | 'fixed'
+  dtype: str = 'int8'     # 'int8' | 'int16' (symmetric, zero point 0)
 
   def quantize(self, x: np.ndarray) -> np.ndarray:
+    info = np.iinfo(self.dtype)
     q = np.round(np.asarray(x, np.float64) / self.scale) + self.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return np.clip(q, info.min, info.max).astype(self.dtype)
 
   def dequantize(self, q: np.ndarray) -> np.ndarray:
     return ((q.astype(np.float32) - self.zero_point) * np.float32(self.scale)).astype(np.float32)
@@ -53,9 +55,13 @@ def _groups(ops: list[graph_lib.Op]) -> dict[str, str]:
   return {name: find(name) for name in parent}
 
 
-def calibrated(lowest: float, highest: float) -> TensorScale:
-  """Asymmetric int8 covering [min(0, lowest), max(0, highest)]."""
+def calibrated(lowest: float, highest: float, dtype: str = 'int8') -> TensorScale:
+  """Asymmetric int8 covering [min(0, lowest), max(0, highest)], or symmetric int16."""
   lowest, highest = min(0.0, float(lowest)), max(0.0, float(highest))
+  if dtype == 'int16':
+    bound = max(-lowest, highest)
+    return TensorScale(float(np.float32(bound / 32767)) if bound > 0 else 1.0, 0, 'calibrated',
+                       'int16')
   if highest - lowest <= 0:
     return TensorScale(1.0, 0, 'calibrated')
   scale = (highest - lowest) / 255.0
@@ -63,9 +69,12 @@ def calibrated(lowest: float, highest: float) -> TensorScale:
   return TensorScale(float(np.float32(scale)), zero_point, 'calibrated')
 
 
-def assign(graph: graph_lib.Graph, ops: list[graph_lib.Op], ranges: dict[str, tuple[float, float]]
-           ) -> dict[str, TensorScale]:
-  """TensorScale of every non-constant tensor used by `ops` (ranges: tensor -> (min, max))."""
+def assign(graph: graph_lib.Graph, ops: list[graph_lib.Op], ranges: dict[str, tuple[float, float]],
+           wide: bool = False) -> dict[str, TensorScale]:
+  """TensorScale of every non-constant tensor used by `ops` (ranges: tensor -> (min, max)).
+
+  wide: the calibrated tensors that no convolution produces (sums, ResNorm, SiLU, logits) are
+  int16 instead of int8; convolutions stay int8 x int8 with int8 outputs."""
   group_of = _groups(ops)
   fixed: dict[str, TensorScale] = {}
 
@@ -81,8 +90,9 @@ def assign(graph: graph_lib.Graph, ops: list[graph_lib.Op], ranges: dict[str, tu
       require(op.inputs[0], TensorScale(float(op.attrs['input_scale']), 0, 'qat'),
               f'input of {op.attrs["layer"]}')
     elif op.kind == 'logistic':
-      require(op.output, TensorScale(LOGISTIC_SCALE, LOGISTIC_ZERO_POINT, 'fixed'),
-              'LOGISTIC output')
+      require(op.output, TensorScale(1 / 32768, 0, 'fixed', 'int16') if wide else
+              TensorScale(LOGISTIC_SCALE, LOGISTIC_ZERO_POINT, 'fixed'), 'LOGISTIC output')
+  narrow = {group_of[op.output] for op in ops if op.kind == 'conv' or not wide}
   group_range: dict[str, list[float]] = {}
   for name, group in group_of.items():
     if name in graph.constants or name not in ranges:
@@ -94,7 +104,10 @@ def assign(graph: graph_lib.Graph, ops: list[graph_lib.Op], ranges: dict[str, tu
   for name, group in group_of.items():
     if name in graph.constants:
       continue
-    scales[name] = fixed[group] if group in fixed else calibrated(*group_range[group])
+    if group in fixed:
+      scales[name] = fixed[group]
+    else:
+      scales[name] = calibrated(*group_range[group], 'int8' if group in narrow else 'int16')
   return scales
 
 

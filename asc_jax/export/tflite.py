@@ -45,23 +45,45 @@ class TfliteModel:
   op_counts: dict[str, int]
 
 
+ELEMENTWISE = ('mean', 'add', 'sub', 'mul', 'squared_difference', 'rsqrt', 'logistic')
+
+
 class _Lowering:
-  def __init__(self, scales: dict[str, int8_scales.TensorScale], shapes: dict[str, tuple]):
+  def __init__(self, scales: dict[str, int8_scales.TensorScale], shapes: dict[str, tuple],
+               ranges: dict[str, tuple[float, float]]):
     self.scales = scales
     self.shapes = shapes
+    self.ranges = ranges
+    self.converted: dict[tuple[str, str], int] = {}
     self.tensors: list[flatbuffer.Tensor] = []
     self.index: dict[str, int] = {}
     self.operators: list[flatbuffer.Operator] = []
     self.op_counts: dict[str, int] = {}
 
+  def quantized_tensor(self, name: str, scale: int8_scales.TensorScale) -> int:
+    return self.add(flatbuffer.Tensor(
+        name, self.shapes[name.split('#')[0]], np.dtype(scale.dtype),
+        quantization=flatbuffer.Quantization(np.array([scale.scale], np.float32),
+                                             np.array([scale.zero_point], np.int64))))
+
   def activation(self, name: str) -> int:
     if name not in self.index:
-      scale = self.scales[name]
-      self.index[name] = self.add(flatbuffer.Tensor(
-          name, self.shapes[name], np.dtype(np.int8),
-          quantization=flatbuffer.Quantization(np.array([scale.scale], np.float32),
-                                               np.array([scale.zero_point], np.int64))))
+      self.index[name] = self.quantized_tensor(name, self.scales[name])
     return self.index[name]
+
+  def as_dtype(self, name: str, dtype: str) -> int:
+    """`name` in `dtype`: the tensor itself, or a QUANTIZE of it (made once)."""
+    scale = self.scales[name]
+    if scale.dtype == dtype:
+      return self.activation(name)
+    if (name, dtype) not in self.converted:
+      info = np.iinfo(scale.dtype)
+      low, high = ((info.min - scale.zero_point) * scale.scale,
+                   (info.max - scale.zero_point) * scale.scale)
+      index = self.quantized_tensor(f'{name}#{dtype}', int8_scales.calibrated(low, high, dtype))
+      self.op(OP.QUANTIZE, [self.activation(name)], [index])
+      self.converted[(name, dtype)] = index
+    return self.converted[(name, dtype)]
 
   def add(self, tensor: flatbuffer.Tensor) -> int:
     self.tensors.append(tensor)
@@ -77,13 +99,14 @@ class _Lowering:
     name = next(key for key, value in vars(OP).items() if value == code)
     self.op_counts[name] = self.op_counts.get(name, 0) + 1
 
-  def constant_int8(self, name: str, value: np.ndarray) -> int:
-    """A per-tensor int8 constant holding `value` (max |value| at 127)."""
+  def constant(self, name: str, value: np.ndarray, dtype: str) -> int:
+    """A per-tensor int8 / int16 constant holding `value` (max |value| at the type's max)."""
     value = np.asarray(value, np.float32)
-    scale = float(np.max(np.abs(value))) / 127 or 1.0
-    data = np.clip(np.round(value / scale), -127, 127).astype(np.int8).reshape(
+    bound = np.iinfo(dtype).max
+    scale = float(np.max(np.abs(value))) / bound or 1.0
+    data = np.clip(np.round(value / scale), -bound, bound).astype(dtype).reshape(
         (1,) * 4 if value.size == 1 else value.shape)
-    return self.add(flatbuffer.Tensor(name, data.shape, np.dtype(np.int8), data=data,
+    return self.add(flatbuffer.Tensor(name, data.shape, np.dtype(dtype), data=data,
                                       quantization=flatbuffer.Quantization(
                                           np.array([scale], np.float32), np.zeros(1, np.int64))))
 
@@ -150,15 +173,25 @@ class _Lowering:
     if op.kind == 'conv':
       return self.conv(op)
 
+    compute = None
+    if op.kind in ELEMENTWISE:
+      dtypes = {self.scales[name].dtype for name in (*op.inputs, op.output) if name in self.scales}
+      compute = 'int16' if 'int16' in dtypes else 'int8'
+
     def operand(name: str) -> int:
       if name in constants:
-        if name not in self.index:
-          self.index[name] = self.constant_int8(name, constants[name])
-        return self.index[name]
-      return self.activation(name)
+        key = (name, compute)
+        if key not in self.converted:
+          self.converted[key] = self.constant(f'{name}#{compute}', constants[name], compute)
+        return self.converted[key]
+      return self.as_dtype(name, compute) if compute else self.activation(name)
 
     inputs = [operand(name) for name in op.inputs]
-    output = self.activation(op.output)
+    final = self.activation(op.output)
+    output = final
+    if compute and self.scales[op.output].dtype != compute:   # compute wide, then narrow
+      output = self.quantized_tensor(f'{op.output}#{compute}',
+                                     int8_scales.calibrated(*self.ranges[op.output], compute))
     activation = ACTIVATIONS[a.get('activation', 'none')]
     if op.kind == 'mean':
       axes = self.int32(f'{op.output}/axes', list(a['axes']))
@@ -209,15 +242,18 @@ class _Lowering:
                                  FilterWidth=size, FilterHeight=size))
     else:
       raise ValueError(f'no TFLite lowering for op kind {op.kind!r}')
+    if output != final:
+      self.op(OP.QUANTIZE, [output], [final])
 
 
 def build_tflite(graph: graph_lib.Graph, ranges: dict[str, tuple[float, float]],
-                 shapes: dict[str, tuple], description: str) -> TfliteModel:
+                 shapes: dict[str, tuple], description: str, wide: bool = True) -> TfliteModel:
   """The TFLite model of `graph` from the stem's input on. `ranges`: calibrated (min, max) of the
-  graph's tensors; `shapes`: their shapes with batch 1."""
+  graph's tensors; `shapes`: their shapes with batch 1; `wide`: int16 for the tensors between
+  convolutions that no convolution produces (see int8_scales.assign), else all int8."""
   ops = graph.ops_after(graph_lib.STEM_INPUT)
-  scales = int8_scales.assign(graph, ops, ranges)
-  lowering = _Lowering(scales, shapes)
+  scales = int8_scales.assign(graph, ops, ranges, wide)
+  lowering = _Lowering(scales, shapes, ranges)
   input_index = lowering.activation(graph_lib.STEM_INPUT)
   for op in ops:
     lowering.lower(op, graph.constants)

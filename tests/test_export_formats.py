@@ -1,0 +1,146 @@
+"""Deployment formats for real: a tiny model is trained and compressed with the command lines, then
+exported to TFLite, ONNX and C and run by TFLite Micro, LiteRT and ONNX Runtime (no mocks)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from asc_jax import features
+from asc_jax.compress import int8_runtime
+from asc_jax.data import datasets
+from asc_jax.export import artifacts
+from asc_jax.export import clips
+from asc_jax.export import front_end
+from asc_jax.export import graph as graph_lib
+from asc_jax.export import runtimes
+
+REPO = os.path.join(os.path.dirname(__file__), '..')
+SOURCE_EPOCHS = 20
+
+
+def run_command(*args: str) -> None:
+  done = subprocess.run([sys.executable, '-m', *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=1200)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope='module')
+def compressed(tiny_data_dir, tmp_path_factory):
+  """configs/quickstart.py:tiny trained for a few epochs, then configs/compress.py:tiny."""
+  root = tmp_path_factory.mktemp('deploy')
+  source, workdir = str(root / 'source'), str(root / 'compressed')
+  run_command('asc_jax.main', '--config=configs/quickstart.py:tiny', f'--workdir={source}',
+              f'--config.data.data_dir={tiny_data_dir}', '--config.data.num_workers=1',
+              f'--config.train.num_epochs={SOURCE_EPOCHS}', '--config.train.compilation_cache_dir=')
+  run_command('asc_jax.compress', '--config=configs/compress.py:tiny', f'--source_workdir={source}',
+              f'--workdir={workdir}')
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def exported(compressed, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('artifacts'))
+  report = artifacts.export(compressed, out, artifacts.FORMATS, log=lambda message: None)
+  return dict(out=out, report=report, workdir=compressed)
+
+
+def rows_by_runtime(report):
+  return {row['runtime']: row for row in report['agreement']}
+
+
+def test_onnx_in_onnxruntime_agrees_with_the_int8_runtime(exported):
+  row = rows_by_runtime(exported['report'])['onnxruntime']
+  assert row['clips'] == 90
+  assert row['top1_agreement'] >= 0.99
+  # Same arithmetic in another float32 order: an activation within an ulp of a rounding boundary
+  # can land on the other int8 value on a clip or two; everywhere else the logits match.
+  assert row['max_abs_logit_difference'] < 0.05 * row['logit_range']
+  assert row['mean_abs_logit_difference'] < 0.01 * row['logit_range']
+
+
+def test_tflite_runs_in_tflite_micro_and_litert_with_the_same_integers(exported):
+  rows = rows_by_runtime(exported['report'])
+  # The int16 kernels of the two runtimes round differently in places: close, not identical.
+  for row in (rows['tflite-micro'], rows['ai-edge-litert']):
+    assert row['clips'] == 90 and row['top1_agreement'] >= 0.85
+    assert row['mean_abs_logit_difference'] < 0.05 * row['logit_range']
+
+
+def test_tflite_is_fully_integer_and_carries_the_qat_scales(exported):
+  out, report = exported['out'], exported['report']
+  data = open(os.path.join(out, artifacts.TFLITE_FILE), 'rb').read()
+  assert data[4:8] == b'TFL3'
+  runtime = int8_runtime.Int8Model.load(os.path.join(exported['workdir'], 'export'))
+  interpreter = runtimes.tflite_micro_interpreter(data, report['tflite']['header_arena_bytes'])
+  details = interpreter.get_input_details(0)
+  assert list(details['shape']) == [1, 32, 63, 1] and details['dtype'] == np.int8
+  scale = details['quantization_parameters']['scales'][0]
+  assert scale == pytest.approx(float(runtime.arrays['quant/stem/input_scale']), rel=1e-7)
+  assert report['tflite']['scales']['qat'] >= 33
+  assert 0 < report['tflite']['arena_bytes'] < 1 << 20
+  assert report['tflite']['clipped_weights'] == 0
+
+
+def test_c_header_holds_the_flatbuffer_and_the_arena_size(exported):
+  out, report = exported['out'], exported['report']
+  data = open(os.path.join(out, artifacts.TFLITE_FILE), 'rb').read()
+  header = open(os.path.join(out, artifacts.HEADER_FILE), encoding='utf-8').read()
+  assert f'#define MODEL_INT8_LEN {len(data)}' in header
+  assert f'#define MODEL_INT8_ARENA_BYTES {report["tflite"]["header_arena_bytes"]}' in header
+  body = header[header.index('model_int8[') :]
+  body = body[body.index('= {') + 3:body.index('};')]
+  assert bytes(int(value, 16) for value in body.replace(',', ' ').split()) == data
+  snippet = open(os.path.join(out, artifacts.SNIPPET_FILE), encoding='utf-8').read()
+  assert 'resolver.AddConv2D();' in snippet and 'resolver.AddQuantize();' in snippet and 'MicroInterpreter' in snippet
+
+
+def test_report_lists_sizes_of_files_and_model(exported):
+  out, report = exported['out'], exported['report']
+  with open(os.path.join(out, artifacts.REPORT_JSON)) as file:
+    assert json.load(file)['agreement'] == report['agreement']
+  for artifact in report['artifacts']:
+    assert os.path.getsize(os.path.join(out, artifact['file'])) == artifact['bytes']
+  size = report['model_size']
+  assert size['bytes_dcase2021'] < size['params'] * 4 and size['macs'] > 0
+  markdown = open(os.path.join(out, artifacts.REPORT_MARKDOWN)).read()
+  assert '| model_int8.tflite | tflite-micro |' in markdown and 'tensor arena' in markdown
+  assert not [name for name in os.listdir(out) if name.startswith('.tmp-')]
+
+
+def test_graph_evaluation_is_the_int8_runtime(compressed):
+  runtime = int8_runtime.Int8Model.load(os.path.join(compressed, 'export'))
+  dataset = datasets.prepare(clips.run_config(compressed))
+  test = clips.load_split(dataset, 'test', 32)
+  graph = graph_lib.build(runtime, tuple(dataset.input_shape))
+  values = graph_lib.evaluate(graph, test['logmel'])
+  np.testing.assert_allclose(values['logits'], runtime.logits(test['logmel']), atol=1e-5)
+
+
+def test_manifest_front_end_recomputes_the_features(compressed, tmp_path):
+  export_dir = os.path.join(compressed, 'export')
+  manifest = int8_runtime.read_manifest(export_dir)
+  description, filterbank = front_end.load(export_dir, manifest)
+  assert filterbank.dtype == np.float32 and list(filterbank.shape) == description['mel']['shape']
+  params = manifest['feature_params']
+  rng = np.random.default_rng(0)
+  waveform = (0.1 * rng.standard_normal(features.num_samples(params))).astype(np.float32)
+  waveform[:2000] *= 1e-4   # quiet and loud parts
+  expected = features.logmel(waveform, params)
+  recomputed = front_end.logmel(waveform, description, filterbank)
+  assert recomputed.shape == expected.shape == (params['n_mels'], features.num_frames(params))
+  np.testing.assert_allclose(recomputed, expected, atol=1e-5, rtol=0)
+
+
+def test_command_line_writes_the_requested_format(compressed, tmp_path):
+  out = str(tmp_path / 'onnx_only')
+  run_command('asc_jax.export', f'--workdir={compressed}', '--format=onnx', f'--out={out}',
+              '--max_clips=8')
+  assert sorted(os.listdir(out)) == sorted([artifacts.ONNX_FILE, artifacts.REPORT_JSON,
+                                            artifacts.REPORT_MARKDOWN, artifacts.FRONT_END_FILE,
+                                            'mel_filterbank.npy'])
+  with open(os.path.join(out, artifacts.REPORT_JSON)) as file:
+    assert json.load(file)['clips'] == 8
