@@ -73,6 +73,12 @@ def bcresnet_mod_model(width: float = 8) -> ml_collections.ConfigDict:
       dropout_rate=0.1,             # channel-wise dropout in each block.
       dtype='float32',              # compute dtype: float32 | bfloat16.
       conv_impl='fast',             # fast (shifted slices / einsum) | lax (lax.conv): same params.
+      # Initialisation and BatchNorm as in the PyTorch reference (PyTorch's defaults, kept by the
+      # official BC-ResNet code): conv kernels U(+-1/sqrt(fan_in)) always; biases (stem and
+      # head convolutions) U(+-1/sqrt(fan_in)) with 'torch', 0 with 'zeros' (Flax's habit).
+      bias_init='torch',
+      bn_momentum=0.9,              # Flax convention; PyTorch's momentum 0.1 is the same update.
+      bn_epsilon=1e-5,
   ))
 
 

@@ -23,4 +23,7 @@ def build_model(model_config: ml_collections.ConfigDict) -> nn.Module:
       norm=model_config.norm, norm_lambda=float(model_config.norm_lambda),
       norm_eps=float(model_config.norm_eps), sub_bands=int(model_config.sub_bands),
       dropout_rate=float(model_config.dropout_rate), dtype=jnp.dtype(model_config.dtype),
-      conv_impl=model_config.get('conv_impl', 'fast'))
+      conv_impl=model_config.get('conv_impl', 'fast'),
+      bias_init=model_config.get('bias_init', 'torch'),
+      bn_momentum=float(model_config.get('bn_momentum', bcresnet.BN_MOMENTUM)),
+      bn_epsilon=float(model_config.get('bn_epsilon', bcresnet.BN_EPSILON)))

@@ -1,10 +1,16 @@
 """BC-ResNet (keyword-spotting topology) and BC-ResNet-Mod (the ASC network), docs/method.md section 3.
 
 Layout NHWC = (N, F, T, C): frequency is the height axis, time the width axis.
-BatchNorm follows PyTorch's defaults (momentum 0.1, i.e. flax momentum 0.9; eps 1e-5) and uses batch
-statistics when train=True. Flax keeps the biased batch variance in its running average where
-PyTorch keeps the unbiased one (a factor n/(n-1), n = examples x positions: negligible here).
-Under a data-parallel jit the batch statistics are those of the global batch.
+The defaults follow the PyTorch reference (../shared/bench/torch_bcresnet_mod.py, and the
+official BC-ResNet code, which keep PyTorch's defaults): conv kernels U(+-1/sqrt(fan_in)),
+biases of the stem and head convolutions U(+-1/sqrt(fan_in)) (bias_init='torch'; 'zeros' is
+Flax's habit), BatchNorm momentum 0.1 in PyTorch's convention (bn_momentum=0.9 in Flax's:
+running = momentum * running + (1 - momentum) * batch), eps 1e-5, batch statistics when
+train=True. Flax keeps the biased batch variance in its running average where PyTorch keeps
+the unbiased one (a factor n/(n-1), n = examples x positions: negligible here). With the same
+weights, both networks compute the same logits in train and eval mode (tests/test_reference_init.py
+checks the initial statistics and BatchNorm's update). Under a data-parallel jit the batch
+statistics are those of the global batch.
 """
 
 import functools
@@ -21,8 +27,9 @@ BN_MOMENTUM = 0.9   # flax convention: running = momentum * running + (1 - momen
 BN_EPSILON = 1e-5
 
 
-def batch_norm(train: bool, dtype: Any, **kwargs) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+def batch_norm(train: bool, dtype: Any, momentum: float = BN_MOMENTUM,
+               epsilon: float = BN_EPSILON, **kwargs) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
                       dtype=dtype, **kwargs)
 
 
@@ -34,6 +41,8 @@ class SubSpectralNorm(nn.Module):
   """
   sub_bands: int
   dtype: Any = jnp.float32
+  bn_momentum: float = BN_MOMENTUM
+  bn_epsilon: float = BN_EPSILON
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -43,7 +52,8 @@ class SubSpectralNorm(nn.Module):
                        f'{self.sub_bands} sub-bands (model config key sub_bands); use a number of '
                        'mel bins that stays divisible by it after every frequency stride.')
     bands = x.reshape(n, self.sub_bands, f // self.sub_bands, t, c)
-    bands = batch_norm(train, self.dtype, axis=(1, 4), name='bn')(bands)
+    bands = batch_norm(train, self.dtype, self.bn_momentum, self.bn_epsilon, axis=(1, 4),
+                       name='bn')(bands)
     return bands.reshape(n, f, t, c)
 
 
@@ -61,25 +71,29 @@ class BCResBlock(nn.Module):
   dropout_rate: float = 0.1
   dtype: Any = jnp.float32
   conv_impl: str = 'fast'
+  bn_momentum: float = BN_MOMENTUM
+  bn_epsilon: float = BN_EPSILON
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     conv = functools.partial(layers.Conv, dtype=self.dtype, impl=self.conv_impl)
+    norm = functools.partial(batch_norm, train, self.dtype, self.bn_momentum, self.bn_epsilon)
     transition = x.shape[-1] != self.features
     if not transition and self.freq_stride != 1:
       raise ValueError(f'{self.name}: a frequency stride needs a transition block (channels change).')
     shortcut = x
     if transition:
       x = conv(self.features, (1, 1), name='pre_conv')(x)
-      x = nn.relu(batch_norm(train, self.dtype, name='pre_bn')(x))
+      x = nn.relu(norm(name='pre_bn')(x))
     aux = conv(self.features, (3, 1), strides=(self.freq_stride, 1), padding=((1, 1), (0, 0)),
                groups=self.features, name='freq_conv')(x)
-    aux = SubSpectralNorm(self.sub_bands, self.dtype, name='ssn')(aux, train)
+    aux = SubSpectralNorm(self.sub_bands, self.dtype, self.bn_momentum, self.bn_epsilon,
+                          name='ssn')(aux, train)
     y = jnp.mean(aux, axis=1, keepdims=True)
     d = self.dilation
     y = conv(self.features, (1, 3), padding=((0, 0), (d, d)), dilation=(1, d),
              groups=self.features, name='time_conv')(y)
-    y = nn.silu(batch_norm(train, self.dtype, name='time_bn')(y))
+    y = nn.silu(norm(name='time_bn')(y))
     y = conv(self.features, (1, 1), name='point_conv')(y)
     y = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(y)
     out = aux + y
@@ -109,13 +123,21 @@ class _Network(nn.Module):
   dropout_rate: float = 0.1
   dtype: Any = jnp.float32
   conv_impl: str = 'fast'
+  bias_init: str = 'torch'        # of the convolutions with a bias: torch | zeros.
+  bn_momentum: float = BN_MOMENTUM
+  bn_epsilon: float = BN_EPSILON
 
   def conv(self, *args, **kwargs) -> layers.Conv:
-    return layers.Conv(*args, dtype=self.dtype, impl=self.conv_impl, **kwargs)
+    return layers.Conv(*args, dtype=self.dtype, impl=self.conv_impl, bias_init=self.bias_init,
+                       **kwargs)
+
+  def batch_norm(self, train: bool, **kwargs) -> nn.BatchNorm:
+    return batch_norm(train, self.dtype, self.bn_momentum, self.bn_epsilon, **kwargs)
 
   def block(self, features: int, name: str, **kwargs) -> BCResBlock:
     return BCResBlock(features, self.sub_bands, dropout_rate=self.dropout_rate, dtype=self.dtype,
-                      conv_impl=self.conv_impl, name=name, **kwargs)
+                      conv_impl=self.conv_impl, bn_momentum=self.bn_momentum,
+                      bn_epsilon=self.bn_epsilon, name=name, **kwargs)
 
   def freq_norm(self, name: str) -> norms.FrequencyNorm:
     return norms.FrequencyNorm(self.norm, self.norm_lambda, self.norm_eps, name=name)
@@ -161,7 +183,7 @@ class BCResNet(_Network):
     stages = ((b, 2, 1, 1), (int(1.5 * b), 2, 2, 2), (2 * b, 4, 2, 4), (int(2.5 * b), 4, 1, 8))
     x = self.freq_norm('input_norm')(as_nhwc(x))
     x = self.conv(2 * b, (5, 5), strides=(2, 1), padding=((2, 2), (2, 2)), name='stem')(x)
-    x = nn.relu(batch_norm(train, self.dtype, name='stem_bn')(x))
+    x = nn.relu(self.batch_norm(train, name='stem_bn')(x))
     for stage, (features, num_blocks, freq_stride, dilation) in enumerate(stages, start=1):
       for index in range(num_blocks):
         x = self.block(features, f'stage{stage}_block{index}', dilation=dilation,
@@ -170,7 +192,7 @@ class BCResNet(_Network):
     features = x.shape[-1]
     x = self.conv(features, (5, 5), padding=((0, 0), (2, 2)), groups=features, name='head_dw')(x)
     x = self.conv(4 * b, (1, 1), name='head_pw')(x)
-    x = nn.relu(batch_norm(train, self.dtype, name='head_bn')(x))
+    x = nn.relu(self.batch_norm(train, name='head_bn')(x))
     x = jnp.mean(x, axis=(1, 2), keepdims=True)
     x = self.conv(self.num_classes, (1, 1), use_bias=True, name='classifier')(x)
     return x[:, 0, 0, :].astype(jnp.float32)

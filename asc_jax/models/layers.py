@@ -24,6 +24,16 @@ CONV_IMPLS = ('fast', 'lax')
 
 # PyTorch's default for conv weights (kaiming_uniform with a = sqrt(5)): U(+-1/sqrt(fan_in)).
 torch_like_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+BIAS_INITS = ('torch', 'zeros')
+
+
+def torch_like_bias_init(fan_in: int):
+  """PyTorch's default for a conv bias: U(+-1/sqrt(fan_in)), fan_in = in / groups x k_h x k_w."""
+  bound = 1.0 / float(fan_in) ** 0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
 
 
 class Conv(nn.Module):
@@ -35,6 +45,7 @@ class Conv(nn.Module):
   dilation: tuple[int, int] = (1, 1)
   groups: int = 1
   use_bias: bool = False
+  bias_init: str = 'zeros'    # zeros | torch (U(+-1/sqrt(fan_in)), PyTorch's Conv2d default).
   dtype: Any = jnp.float32
   impl: str = 'fast'
 
@@ -56,8 +67,13 @@ class Conv(nn.Module):
     kernel = self.transform_kernel(kernel).astype(self.dtype)
     y = self.convolve(x.astype(self.dtype), kernel)
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32
-                         ).astype(self.dtype)
+      if self.bias_init not in BIAS_INITS:
+        raise ValueError(f'model config key bias_init={self.bias_init!r} is unknown; '
+                         f'choose one of {", ".join(BIAS_INITS)}.')
+      fan_in = kernel_shape[0] * kernel_shape[1] * kernel_shape[2]
+      init = (torch_like_bias_init(fan_in) if self.bias_init == 'torch'
+              else nn.initializers.zeros)
+      y = y + self.param('bias', init, (self.features,), jnp.float32).astype(self.dtype)
     return y
 
   def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
