@@ -193,7 +193,7 @@ def to_json(results: Sequence[dict], k: int) -> str:
 
 def submission_names(paths: Sequence[str]) -> dict[str, str]:
   """File -> its name in a submission: `<folder name>/<path below the folder>` for files found in
-  a folder argument (e.g. audio/0.wav for the folder .../audio), the base name for file arguments."""
+  a folder argument (e.g. audio/0.wav for the folder .../audio), the base name for files."""
   names = {}
   for path in paths:
     if os.path.isdir(path):

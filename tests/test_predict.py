@@ -161,7 +161,8 @@ def test_long_recording_per_window_and_short_recording_padded(workdir, tmp_path)
 def test_dcase_submission_file_is_written_and_reads_back(workdir, audio_dir, tmp_path):
   csv_path = tmp_path / 'submission.csv'
   command = [sys.executable, '-m', 'asc_jax.predict', f'--workdir={workdir}',
-             f'--dcase_csv={csv_path}', str(audio_dir / 'nested'), str(audio_dir / 'stereo_48k.wav')]
+             f'--dcase_csv={csv_path}', str(audio_dir / 'nested'),
+             str(audio_dir / 'stereo_48k.wav')]
   done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
   assert done.returncode == 0, done.stderr
   assert 'predicted class distribution (2 files)' in done.stderr

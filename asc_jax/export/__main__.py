@@ -17,8 +17,13 @@ flags.DEFINE_string('workdir', None, 'Compressed workdir (python -m asc_jax.comp
 flags.DEFINE_list('format', ['all'], 'tflite, onnx, c (the .tflite as a C header), or all.')
 flags.DEFINE_string('out', None, 'Output directory (created; default WORKDIR/deploy).')
 flags.DEFINE_integer('calibration_clips', 256,
-                     'Training clips that calibrate the int8 ranges of tensors between convolutions.')
+                     'Training clips that calibrate the ranges of tensors between convolutions.')
 flags.DEFINE_integer('max_clips', 0, 'Score only the first N test clips (0 = all).')
+flags.DEFINE_enum('tflite_activations', 'mixed', ['mixed', 'int8', 'int16'],
+                  'TFLite activations: mixed = int8 convolutions (int8 in and out, int32 biases) '
+                  'with int16 sums, ResNorm, SiLU and logits between them; int8 = every tensor '
+                  'int8; int16 = 16x8 convolutions too (int64 biases). Convolution inputs are int8 '
+                  'at their QAT scales in all three.')
 
 
 def main(argv):
@@ -32,7 +37,8 @@ def main(argv):
   formats = artifacts.FORMATS if 'all' in values.format else tuple(values.format)
   out = values.out or os.path.join(values.workdir, 'deploy')
   try:
-    artifacts.export(values.workdir, out, formats, values.calibration_clips, values.max_clips)
+    artifacts.export(values.workdir, out, formats, values.calibration_clips, values.max_clips,
+                     values.tflite_activations)
   except (FileNotFoundError, ValueError, ImportError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 1

@@ -38,7 +38,7 @@ REPORT_JSON, REPORT_MARKDOWN = 'export_report.json', 'export_report.md'
 FRONT_END_FILE = 'front_end.json'
 ARENA_MARGIN = 1.10   # the header's arena: measured size + 10 %, rounded up to 16 bytes
 CHUNK = 64
-TFLITE_ACTIVATIONS = ('mixed', 'int8')
+TFLITE_ACTIVATIONS = ('mixed', 'int8', 'int16')
 
 
 @dataclasses.dataclass
@@ -123,8 +123,9 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
   if 'tflite' in formats or 'c' in formats:
     model = tflite_lib.build_tflite(inputs.graph, inputs.ranges, inputs.shapes,
                                     description=f'asc_jax {manifest["model"]["name"]} int8',
-                                    wide=tflite_activations == 'mixed')
-    _write(out, TFLITE_FILE, model.data, artifacts, 'TFLite flatbuffer, fully integer (int8)')
+                                    activations=tflite_activations)
+    _write(out, TFLITE_FILE, model.data, artifacts,
+           f'TFLite flatbuffer, fully integer ({tflite_activations} activations, int8 weights)')
     quantized_input = _chunked(lambda x: tflite_lib.input_values(inputs.graph, x,
                                                                  model.input_scale),
                                test['logmel'])
@@ -136,10 +137,12 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
         runtimes.run_litert(model.data, quantized_input)))
     sources = [scale.source for scale in model.scales.values()]
     report['tflite'] = dict(
-        file=TFLITE_FILE, activations=tflite_activations, arena_bytes=arena, header_arena_bytes=header_arena,
+        file=TFLITE_FILE, activations=tflite_activations, arena_bytes=arena,
+        header_arena_bytes=header_arena,
         input_shape=list(model.input_shape), input_dtype='int8',
         input_scale=model.input_scale.scale, input_zero_point=model.input_scale.zero_point,
-        output_scale=model.output_scale.scale, output_zero_point=model.output_scale.zero_point,
+        output_dtype=model.output_scale.dtype, output_scale=model.output_scale.scale,
+        output_zero_point=model.output_scale.zero_point,
         op_counts=model.op_counts, clipped_weights=model.clipped_weights,
         scales={kind: sources.count(kind) for kind in ('qat', 'fixed', 'calibrated')})
     if 'c' in formats:
@@ -148,11 +151,13 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
                               input_zero_point=model.input_scale.zero_point,
                               output_scale=model.output_scale.scale,
                               output_zero_point=model.output_scale.zero_point,
-                              class_names=manifest['class_names'])
+                              class_names=manifest['class_names'],
+                              output_dtype=model.output_scale.dtype)
       _write(out, HEADER_FILE, header.encode('utf-8'), artifacts, 'C header (TFLite Micro)')
       fileio.atomic_write_text(os.path.join(out, SNIPPET_FILE),
-                               '# Running model_int8.h with TensorFlow Lite for Microcontrollers\n\n'
-                               + c_array.snippet('model_int8', model.op_counts))
+                               '# model_int8.h in TensorFlow Lite for Microcontrollers\n\n'
+                               + c_array.snippet('model_int8', model.op_counts,
+                                                 model.output_scale.dtype))
   if 'onnx' in formats:
     data = onnx_model.build_onnx(inputs.graph, len(manifest['class_names']),
                                  description=f'asc_jax {manifest["model"]["name"]} int8 (QDQ)')

@@ -15,7 +15,7 @@ def c_identifier(name: str) -> str:
 
 def header(model: bytes, name: str, *, arena_bytes: int, input_scale: float,
            input_zero_point: int, output_scale: float, output_zero_point: int,
-           class_names) -> str:
+           class_names, output_dtype: str = 'int8') -> str:
   """`<name>.h`: the model bytes (16-byte aligned, const: it stays in flash), its length, the
   tensor arena size TFLite Micro needs, the input/output quantization and the class names."""
   ident = c_identifier(name)
@@ -28,7 +28,7 @@ def header(model: bytes, name: str, *, arena_bytes: int, input_scale: float,
       f'// {name}.h: written by python -m asc_jax.export; do not edit.',
       '// A fully integer TFLite model (int8 activations and weights) for TensorFlow Lite for',
       '// Microcontrollers. Input: int8 [1, F, T, 1] log-mel after the input ResNorm (see',
-      '// export_report.md); output: int8 logits [1, classes].',
+      f'// export_report.md); output: {output_dtype} logits [1, classes].',
       f'#ifndef {guard}', f'#define {guard}', '', '#include <stdint.h>', '',
       f'#define {ident.upper()}_LEN {len(model)}',
       f'#define {ident.upper()}_ARENA_BYTES {arena_bytes}  '
@@ -43,7 +43,7 @@ def header(model: bytes, name: str, *, arena_bytes: int, input_scale: float,
       *(f'  {line},' for line in lines), '};', '', f'#endif  // {guard}', ''])
 
 
-def snippet(name: str, op_names) -> str:
+def snippet(name: str, op_names, output_dtype: str = 'int8') -> str:
   """C++ of a TFLite Micro application loading the header (op resolver with exactly the ops)."""
   ident = c_identifier(name)
   adders = {'CONV_2D': 'AddConv2D', 'DEPTHWISE_CONV_2D': 'AddDepthwiseConv2D', 'ADD': 'AddAdd',
@@ -52,6 +52,7 @@ def snippet(name: str, op_names) -> str:
             'MAX_POOL_2D': 'AddMaxPool2D', 'PAD': 'AddPad', 'SLICE': 'AddSlice',
             'CONCATENATION': 'AddConcatenation', 'QUANTIZE': 'AddQuantize'}
   ops = sorted(op_names)
+  field = 'i16' if output_dtype == 'int16' else 'int8'
   registrations = '\n'.join(f'  resolver.{adders[op]}();' for op in ops)
   return f'''```cpp
 #include "{name}.h"
@@ -71,10 +72,10 @@ int classify(const int8_t* features /* F * T values, frequency-major */) {{
   TfLiteTensor* input = interpreter.input(0);
   for (size_t i = 0; i < input->bytes; ++i) input->data.int8[i] = features[i];
   if (interpreter.Invoke() != kTfLiteOk) return -1;
-  const int8_t* logits = interpreter.output(0)->data.int8;
+  const {output_dtype}_t* logits = interpreter.output(0)->data.{field};
   int best = 0;
   for (int k = 1; k < {ident.upper()}_NUM_CLASSES; ++k) if (logits[k] > logits[best]) best = k;
-  return best;  // {ident}_class_names[best]
+  return best;  // {ident}_class_names[best]; real logit = (q - OUTPUT_ZERO_POINT) * OUTPUT_SCALE
 }}
 ```
 '''

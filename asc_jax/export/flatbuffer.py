@@ -19,7 +19,8 @@ BUFFER_ALIGNMENT = 16
 TENSOR_TYPES = {np.dtype(np.float32): tflite.TensorType.FLOAT32,
                 np.dtype(np.int8): tflite.TensorType.INT8,
                 np.dtype(np.int16): tflite.TensorType.INT16,
-                np.dtype(np.int32): tflite.TensorType.INT32}
+                np.dtype(np.int32): tflite.TensorType.INT32,
+                np.dtype(np.int64): tflite.TensorType.INT64}
 
 
 @dataclasses.dataclass

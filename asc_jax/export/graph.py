@@ -1,8 +1,9 @@
 """The int8 export as a graph of deployable operations, and its NumPy evaluation.
 
 `build(model)` turns an int8_runtime.Int8Model (the stored export) into a list of operations that
-TFLite and ONNX both have: convolutions with int8 kernels, MEAN, SUB, RSQRT, MUL, ADD, LOGISTIC, MAX_POOL, PAD, SLICE, CONCAT, and a requantize (identity in real values:
-TFLite's int8 -> int8 QUANTIZE) where a tensor feeds a convolution and something else. Layout NHWC = (batch, frequency, time, channel).
+TFLite and ONNX both have: convolutions with int8 kernels, MEAN, SUB, RSQRT, MUL, ADD, LOGISTIC,
+MAX_POOL, PAD, SLICE, CONCAT, and a requantize (identity in real values: TFLite's QUANTIZE) where
+a tensor feeds a convolution and something else. Layout NHWC = (batch, frequency, time, channel).
 
 How the network maps onto them:
 - every BatchNorm is folded into the convolution before it: per-channel weight scale |multiplier|

@@ -70,11 +70,16 @@ def calibrated(lowest: float, highest: float, dtype: str = 'int8') -> TensorScal
 
 
 def assign(graph: graph_lib.Graph, ops: list[graph_lib.Op], ranges: dict[str, tuple[float, float]],
-           wide: bool = False) -> dict[str, TensorScale]:
+           activations: str = 'int8') -> dict[str, TensorScale]:
   """TensorScale of every non-constant tensor used by `ops` (ranges: tensor -> (min, max)).
 
-  wide: the calibrated tensors that no convolution produces (sums, ResNorm, SiLU, logits) are
-  int16 instead of int8; convolutions stay int8 x int8 with int8 outputs."""
+  activations: 'int8' (every tensor int8); 'mixed' (the calibrated tensors that no convolution
+  produces, i.e. sums, ResNorm, SiLU, logits, are int16; convolutions int8 x int8 -> int8);
+  'int16' (every calibrated tensor int16, convolution outputs included: 16x8 convolutions).
+  Convolution inputs stay int8 at their QAT scale in every mode."""
+  if activations not in ('int8', 'mixed', 'int16'):
+    raise ValueError(f'activations {activations!r}: choose int8, mixed or int16.')
+  wide = activations != 'int8'
   group_of = _groups(ops)
   fixed: dict[str, TensorScale] = {}
 
@@ -92,7 +97,8 @@ def assign(graph: graph_lib.Graph, ops: list[graph_lib.Op], ranges: dict[str, tu
     elif op.kind == 'logistic':
       require(op.output, TensorScale(1 / 32768, 0, 'fixed', 'int16') if wide else
               TensorScale(LOGISTIC_SCALE, LOGISTIC_ZERO_POINT, 'fixed'), 'LOGISTIC output')
-  narrow = {group_of[op.output] for op in ops if op.kind == 'conv' or not wide}
+  narrow = {group_of[op.output] for op in ops
+            if not wide or (op.kind == 'conv' and activations == 'mixed')}
   group_range: dict[str, list[float]] = {}
   for name, group in group_of.items():
     if name in graph.constants or name not in ranges:

@@ -55,12 +55,13 @@ def markdown(report: dict) -> str:
             f'{report["reference"]["logit_range"]:.3f}.']
   if 'tflite' in report:
     tfl = report['tflite']
-    lines += ['', '## TFLite model', '',
+    lines += ['', f'## TFLite model (activations: {tfl["activations"]})', '',
               f'Input int8 {tfl["input_shape"]}: the log-mel after the input ResNorm, '
               f'q = clip(round(x / {tfl["input_scale"]:.8g}), -128, 127) (the stem\'s QAT scale, '
-              f'zero point {tfl["input_zero_point"]}). Output int8 logits: '
+              f'zero point {tfl["input_zero_point"]}). Output {tfl["output_dtype"]} logits: '
               f'(q - {tfl["output_zero_point"]}) * {tfl["output_scale"]:.8g}.',
-              f'Tensor scales: {tfl["scales"]["qat"]} from quantization-aware training '
+              f'Tensor scales (per tensor): {tfl["scales"]["qat"]} from quantization-aware '
+              'training '
               f'(convolution inputs, unchanged), {tfl["scales"]["fixed"]} fixed by TFLite '
               f'(LOGISTIC), {tfl["scales"]["calibrated"]} calibrated on '
               f'{report["calibration_clips"]} training clips (tensors the NumPy runtime keeps in '

@@ -9,13 +9,18 @@ The model (batch 1):
           scale, zero point 0 (`input_values`). The input ResNorm is part of the front end because
           it works on raw log-mels, whose per-bin offsets of tens of dB would cost most of int8's
           resolution before normalization; the manifest and the export report describe it.
-  body    int8 CONV_2D / DEPTHWISE_CONV_2D (per-channel weight scales, int32 biases), ResNorm as
-          MEAN, SUB, SQUARED_DIFFERENCE, RSQRT, MUL, ADD; SubSpectralNorm as per-sub-band
-          depthwise convolutions (PAD, SLICE, CONCATENATION); SiLU as LOGISTIC * x; MAX_POOL_2D.
-  output  int8 [1, classes]: logits, dequantize with the output's scale and zero point.
+  body    CONV_2D / DEPTHWISE_CONV_2D with int8 per-channel weights; ResNorm as MEAN, SUB, MUL,
+          ADD, RSQRT; SubSpectralNorm as per-sub-band depthwise convolutions (PAD, SLICE,
+          CONCATENATION); SiLU as LOGISTIC * x; MAX_POOL_2D; QUANTIZE between widths.
+  output  [1, classes] logits (int16 or int8): dequantize with the output's scale and zero point.
+Activation widths (`activations`): every convolution input is int8 at the scale QAT learned, in
+all of them; 'mixed' (default) keeps convolutions int8 x int8 -> int8 (int32 biases) and holds the
+sums, ResNorm, SiLU and logits, which the NumPy runtime computes in float32, in int16; 'int8'
+makes every tensor int8; 'int16' also runs the convolutions 16x8 (int16 activations made exactly
+from the int8 inputs, int64 biases), so that only int16 roundings separate it from the runtime.
 Every builtin used is in TFLite Micro's op resolver (tests run it with the tflite-micro Python
-interpreter and with ai-edge-litert). The eps of ResNorm's rsqrt(var + eps) is below int8
-resolution of var and is left out (a var that quantizes to 0 saturates RSQRT at its range).
+interpreter and with ai-edge-litert). ResNorm's eps is added in int16 (it is below int8
+resolution and left out there; a var that quantizes to 0 saturates RSQRT at its range).
 """
 
 import dataclasses
@@ -50,7 +55,8 @@ ELEMENTWISE = ('mean', 'add', 'sub', 'mul', 'squared_difference', 'rsqrt', 'logi
 
 class _Lowering:
   def __init__(self, scales: dict[str, int8_scales.TensorScale], shapes: dict[str, tuple],
-               ranges: dict[str, tuple[float, float]]):
+               ranges: dict[str, tuple[float, float]], conv_dtype: str = 'int8'):
+    self.conv_dtype = conv_dtype
     self.scales = scales
     self.shapes = shapes
     self.ranges = ranges
@@ -62,7 +68,7 @@ class _Lowering:
 
   def quantized_tensor(self, name: str, scale: int8_scales.TensorScale) -> int:
     return self.add(flatbuffer.Tensor(
-        name, self.shapes[name.split('#')[0]], np.dtype(scale.dtype),
+        name, self.shapes[name.split('#')[0].split('+')[0]], np.dtype(scale.dtype),
         quantization=flatbuffer.Quantization(np.array([scale.scale], np.float32),
                                              np.array([scale.zero_point], np.int64))))
 
@@ -77,10 +83,13 @@ class _Lowering:
     if scale.dtype == dtype:
       return self.activation(name)
     if (name, dtype) not in self.converted:
-      info = np.iinfo(scale.dtype)
-      low, high = ((info.min - scale.zero_point) * scale.scale,
-                   (info.max - scale.zero_point) * scale.scale)
-      index = self.quantized_tensor(f'{name}#{dtype}', int8_scales.calibrated(low, high, dtype))
+      if (scale.dtype, dtype) == ('int8', 'int16'):   # exact: q16 = 128 * (q8 - zero point)
+        target = int8_scales.TensorScale(scale.scale / 128, 0, scale.source, 'int16')
+      else:
+        info = np.iinfo(scale.dtype)
+        target = int8_scales.calibrated((info.min - scale.zero_point) * scale.scale,
+                                        (info.max - scale.zero_point) * scale.scale, dtype)
+      index = self.quantized_tensor(f'{name}#{dtype}', target)
       self.op(OP.QUANTIZE, [self.activation(name)], [index])
       self.converted[(name, dtype)] = index
     return self.converted[(name, dtype)]
@@ -122,8 +131,11 @@ class _Lowering:
     return output
 
   def conv(self, op: graph_lib.Op) -> None:
+    """CONV_2D / DEPTHWISE_CONV_2D: int8 x int8 (int32 bias), or 16x8 (int16 activations made
+    exactly from the int8 QAT input, int64 bias) when conv_dtype is int16."""
     a = op.attrs
-    source = self.activation(op.inputs[0])
+    wide = self.conv_dtype == 'int16'
+    source = self.as_dtype(op.inputs[0], self.conv_dtype)
     kernel = a['kernel']
     k_h, k_w = kernel.shape[:2]
     (top, bottom), (left, right) = a['padding']
@@ -134,10 +146,11 @@ class _Lowering:
       source = self.pad(source, f'{op.output}/padded', a['padding'])
     padding = tflite.Padding.SAME if same and (k_h, k_w) != (1, 1) else tflite.Padding.VALID
     weight_scale = a['weight_scale'].astype(np.float32)
-    input_scale = np.float32(a['input_scale'])
+    input_scale = np.float32(a['input_scale'] / 128 if wide else a['input_scale'])
     bias_scale = (weight_scale.astype(np.float64) * float(input_scale)).astype(np.float32)
     bias = np.round(a['bias'].astype(np.float64) / bias_scale.astype(np.float64))
-    bias = np.clip(bias, -2**31, 2**31 - 1).astype(np.int32)
+    bias = (bias.astype(np.int64) if wide else
+            np.clip(bias, -2**31, 2**31 - 1).astype(np.int32))
     channels = kernel.shape[-1]
     if a['depthwise']:
       filter_values = kernel.transpose(2, 0, 1, 3)      # [1, kh, kw, C]
@@ -149,9 +162,13 @@ class _Lowering:
         f'{a["layer"]}/kernel', filter_values.shape, np.dtype(np.int8), data=filter_values,
         quantization=flatbuffer.Quantization(weight_scale, np.zeros(channels, np.int64), axis)))
     bias_index = self.add(flatbuffer.Tensor(
-        f'{a["layer"]}/bias', (channels,), np.dtype(np.int32), data=bias,
+        f'{a["layer"]}/bias', (channels,), bias.dtype, data=bias,
         quantization=flatbuffer.Quantization(bias_scale, np.zeros(channels, np.int64), 0)))
-    output = self.activation(op.output)
+    final = self.activation(op.output)
+    output = final
+    if self.scales[op.output].dtype != self.conv_dtype:   # a 16x8 result feeding a QAT input
+      output = self.quantized_tensor(f'{op.output}#{self.conv_dtype}', int8_scales.calibrated(
+          *self.ranges[op.output], self.conv_dtype))
     activation = ACTIVATIONS[a['activation']]
     if a['depthwise']:
       self.op(OP.DEPTHWISE_CONV_2D, [source, filter_index, bias_index], [output],
@@ -167,6 +184,8 @@ class _Lowering:
                                  Padding=padding, StrideW=strides[1], StrideH=strides[0],
                                  FusedActivationFunction=activation, DilationWFactor=1,
                                  DilationHFactor=1))
+    if output != final:
+      self.op(OP.QUANTIZE, [output], [final])
 
   def lower(self, op: graph_lib.Op, constants: dict[str, np.ndarray]) -> None:
     a = op.attrs
@@ -213,7 +232,14 @@ class _Lowering:
               flatbuffer.options(tflite.SquaredDifferenceOptionsStart,
                                  tflite.SquaredDifferenceOptionsEnd))
     elif op.kind == 'rsqrt':
-      self.op(OP.RSQRT, inputs, [output])
+      source = inputs[0]
+      if compute == 'int16':   # eps below an int16 step still moves rounding, on average right
+        shifted = self.quantized_tensor(f'{op.inputs[0]}+eps', self.scales[op.inputs[0]])
+        eps = self.constant(f'{op.output}/eps', np.float32(a['eps']), 'int16')
+        self.op(OP.ADD, [source, eps], [shifted], OPTIONS.AddOptions,
+                flatbuffer.options(tflite.AddOptionsStart, tflite.AddOptionsEnd))
+        source = shifted
+      self.op(OP.RSQRT, [source], [output])
     elif op.kind == 'requantize':
       self.op(OP.QUANTIZE, inputs, [output])
     elif op.kind == 'logistic':
@@ -247,13 +273,14 @@ class _Lowering:
 
 
 def build_tflite(graph: graph_lib.Graph, ranges: dict[str, tuple[float, float]],
-                 shapes: dict[str, tuple], description: str, wide: bool = True) -> TfliteModel:
+                 shapes: dict[str, tuple], description: str, activations: str = 'mixed'
+                 ) -> TfliteModel:
   """The TFLite model of `graph` from the stem's input on. `ranges`: calibrated (min, max) of the
-  graph's tensors; `shapes`: their shapes with batch 1; `wide`: int16 for the tensors between
-  convolutions that no convolution produces (see int8_scales.assign), else all int8."""
+  graph's tensors; `shapes`: their shapes with batch 1; `activations`: int8 | mixed | int16
+  (see int8_scales.assign)."""
   ops = graph.ops_after(graph_lib.STEM_INPUT)
-  scales = int8_scales.assign(graph, ops, ranges, wide)
-  lowering = _Lowering(scales, shapes, ranges)
+  scales = int8_scales.assign(graph, ops, ranges, activations)
+  lowering = _Lowering(scales, shapes, ranges, 'int16' if activations == 'int16' else 'int8')
   input_index = lowering.activation(graph_lib.STEM_INPUT)
   for op in ops:
     lowering.lower(op, graph.constants)
