@@ -224,7 +224,7 @@ def train(args) -> dict:
   steps_per_epoch = len(x_train) // batch
   epochs = args.epochs or float(recipe.num_epochs)
   total_steps = max(1, int(epochs * steps_per_epoch))
-  warmup_steps = min(int(float(recipe.warmup_epochs) * steps_per_epoch), total_steps - 1)
+  warmup_steps = min(round(float(recipe.warmup_epochs) * steps_per_epoch), total_steps - 1)
   rng = np.random.default_rng(args.seed)
   history, best = [], None
   step, started = 0, time.time()
