@@ -1,7 +1,7 @@
 """asc_jax's BC-ResNet-Mod starts where the PyTorch reference starts: PyTorch's default
 initialisation of every convolution (kernel and bias) and PyTorch's BatchNorm update.
 
-The reference (../shared/bench/torch_bcresnet_mod.py) keeps PyTorch's defaults: Conv2d kernels
+The reference (torch_bcresnet_mod.py, not in this repository) keeps PyTorch's defaults: Conv2d kernels
 and biases U(+-1/sqrt(fan_in)), fan_in = in / groups x k_h x k_w; BatchNorm2d momentum 0.1
 (running = 0.9 running + 0.1 batch), eps 1e-5, scale 1, bias 0.
 """

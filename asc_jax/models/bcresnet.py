@@ -1,7 +1,7 @@
-"""BC-ResNet (keyword-spotting topology) and BC-ResNet-Mod (the ASC network), docs/method.md section 3.
+"""BC-ResNet (keyword-spotting topology) and BC-ResNet-Mod (ASC network), docs/method.md section 3.
 
 Layout NHWC = (N, F, T, C): frequency is the height axis, time the width axis.
-The defaults follow the PyTorch reference (../shared/bench/torch_bcresnet_mod.py, and the
+The defaults follow the PyTorch reference (torch_bcresnet_mod.py, not in this repository, and the
 official BC-ResNet code, which keep PyTorch's defaults): conv kernels U(+-1/sqrt(fan_in)),
 biases of the stem and head convolutions U(+-1/sqrt(fan_in)) (bias_init='torch'; 'zeros' is
 Flax's habit), BatchNorm momentum 0.1 in PyTorch's convention (bn_momentum=0.9 in Flax's:

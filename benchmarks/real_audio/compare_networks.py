@@ -6,7 +6,8 @@ network of the same width, prints the initial statistics of every convolution in
 the torch weights (and BatchNorm statistics) into asc_jax's variables, and compares the logits
 in eval and train mode, BatchNorm's running statistics after one step, and three SGD steps
 (asc_jax.optim's chain against torch.optim.SGD, momentum 0.9, weight decay 1e-3). It needs
-torch importable next to asc_jax: TORCH_SITE is added to sys.path (same numpy in both venvs).
+torch importable next to asc_jax: TORCH_SITE, if given, is added to sys.path (same numpy in
+both venvs).
 
   python benchmarks/real_audio/compare_networks.py resnorm|none \
       [REFERENCE=path/to/torch_bcresnet_mod.py] [TORCH_SITE=venv_torch/lib/python3.11/site-packages]
@@ -19,7 +20,8 @@ difference (zeros in asc_jax until model.bias_init='torch').
 import os
 import sys, numpy as np
 ARGS = dict(a.split('=', 1) for a in sys.argv[2:])
-sys.path.append(ARGS.get('TORCH_SITE', os.path.expanduser('~/venv_torch/lib/python3.11/site-packages')))
+if 'TORCH_SITE' in ARGS:
+  sys.path.append(ARGS['TORCH_SITE'])
 import torch, jax, jax.numpy as jnp, flax
 import importlib.util
 spec = importlib.util.spec_from_file_location('tref', ARGS.get('REFERENCE', 'torch_bcresnet_mod.py'))
