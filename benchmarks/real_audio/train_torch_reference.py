@@ -268,7 +268,7 @@ def train(args) -> dict:
   result = {'framework': f'torch {torch.__version__}', 'config': args.config, 'seed': args.seed,
             'network': f'BCResNetMod(width={int(model_config.width)}, '
                        f'resnorm={model_config.norm == "resnorm"})',
-            'parameters': parameters, 'reference_file': os.path.abspath(args.reference),
+            'parameters': parameters, 'reference_file': os.path.basename(args.reference),
             'features': str(data['prepared_dir']), 'threads': torch.get_num_threads(),
             'recipe': {'epochs': epochs, 'batch_size': batch, 'steps': total_steps,
                        'warmup_steps': warmup_steps, 'peak_learning_rate': float(recipe.learning_rate),
