@@ -74,6 +74,14 @@ def _chunked(function, x: np.ndarray) -> np.ndarray:
   return np.concatenate([function(x[start:start + CHUNK]) for start in range(0, len(x), CHUNK)])
 
 
+def _readable(out: str) -> None:
+  """rw-r--r-- for every file written (atomic writes create them private)."""
+  for name in os.listdir(out):
+    path = os.path.join(out, name)
+    if os.path.isfile(path) and not name.startswith('.tmp-'):
+      os.chmod(path, 0o644)
+
+
 def _write(out: str, name: str, data: bytes, artifacts: list, kind: str) -> None:
   fileio.atomic_write_bytes(os.path.join(out, name), data)
   artifacts.append(dict(file=name, bytes=len(data), format=kind))
@@ -165,6 +173,7 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
     compare(ONNX_FILE, 'onnxruntime', runtimes.run_onnxruntime(data, test['logmel']))
   fileio.atomic_write_json(os.path.join(out, REPORT_JSON), report)
   fileio.atomic_write_text(os.path.join(out, REPORT_MARKDOWN), report_lib.markdown(report))
+  _readable(out)
   return report
 
 

@@ -48,7 +48,7 @@ def snippet(name: str, op_names, output_dtype: str = 'int8') -> str:
   ident = c_identifier(name)
   adders = {'CONV_2D': 'AddConv2D', 'DEPTHWISE_CONV_2D': 'AddDepthwiseConv2D', 'ADD': 'AddAdd',
             'SUB': 'AddSub', 'MUL': 'AddMul', 'MEAN': 'AddMean', 'RSQRT': 'AddRsqrt',
-            'SQUARED_DIFFERENCE': 'AddSquaredDifference', 'LOGISTIC': 'AddLogistic',
+            'LOGISTIC': 'AddLogistic',
             'MAX_POOL_2D': 'AddMaxPool2D', 'PAD': 'AddPad', 'SLICE': 'AddSlice',
             'CONCATENATION': 'AddConcatenation', 'QUANTIZE': 'AddQuantize'}
   ops = sorted(op_names)

@@ -234,8 +234,6 @@ def evaluate_op(op: Op, values: list[np.ndarray]) -> np.ndarray:
     return values[0].mean(axis=a['axes'], keepdims=a.get('keepdims', True))
   if op.kind == 'sub':
     return values[0] - values[1]
-  if op.kind == 'squared_difference':
-    return np.square(values[0] - values[1])
   if op.kind == 'rsqrt':
     return np.float32(1) / np.sqrt(values[0] + a['eps'])
   if op.kind == 'mul':

@@ -80,9 +80,6 @@ class _Writer:
                 keepdims=int(a.get('keepdims', True)))
     elif op.kind == 'sub':
       self.node('Sub', inputs, out)
-    elif op.kind == 'squared_difference':
-      difference = self.node('Sub', inputs, f'{out}/difference')
-      self.node('Mul', [difference, difference], out)
     elif op.kind == 'rsqrt':
       eps = self.constant(f'{out}/eps', np.float32(a['eps']))
       shifted = self.node('Add', [inputs[0], eps], f'{out}/shifted')

@@ -50,7 +50,7 @@ class TfliteModel:
   op_counts: dict[str, int]
 
 
-ELEMENTWISE = ('mean', 'add', 'sub', 'mul', 'squared_difference', 'rsqrt', 'logistic')
+ELEMENTWISE = ('mean', 'add', 'sub', 'mul', 'rsqrt', 'logistic')
 
 
 class _Lowering:
@@ -227,10 +227,6 @@ class _Lowering:
     elif op.kind == 'mul':
       self.op(OP.MUL, inputs, [output], OPTIONS.MulOptions,
               flatbuffer.options(tflite.MulOptionsStart, tflite.MulOptionsEnd))
-    elif op.kind == 'squared_difference':
-      self.op(OP.SQUARED_DIFFERENCE, inputs, [output], OPTIONS.SquaredDifferenceOptions,
-              flatbuffer.options(tflite.SquaredDifferenceOptionsStart,
-                                 tflite.SquaredDifferenceOptionsEnd))
     elif op.kind == 'rsqrt':
       source = inputs[0]
       if compute == 'int16':   # eps below an int16 step still moves rounding, on average right
