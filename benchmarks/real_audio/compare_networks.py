@@ -17,7 +17,6 @@ Measured 2026-12-01 (width 2, 8 x 128 x 173 inputs of mean -8, std 2): logits ag
 initial kernels follow the same U(+-1/sqrt(fan_in)); the stem and head biases were the one
 difference (zeros in asc_jax until model.bias_init='torch').
 """
-import os
 import sys, numpy as np
 ARGS = dict(a.split('=', 1) for a in sys.argv[2:])
 if 'TORCH_SITE' in ARGS:
@@ -93,7 +92,7 @@ print('running var after 1 step (flax biased vs torch unbiased) max rel diff', f
 a = np.asarray(upd['batch_stats']['stage4_block2']['ssn']['bn']['var']); b = tsd['stage4.2.ssn.bn.running_var'].numpy().reshape(-1,4).T
 print('ssn stage4 running var rel diff', float(np.abs(a-b).max()/np.abs(b).max()))
 # ---- gradients and 3 optimizer steps (asc_jax.optim chain vs torch.optim.SGD)
-import optax, ml_collections
+import optax
 from asc_jax import optim
 y = rng.integers(0, 10, 8)
 train_cfg = defaults.sgd_cosine_train(); train_cfg.update(dict(num_epochs=1, warmup_epochs=0.0, learning_rate=0.05, weight_decay=1e-3))
