@@ -57,6 +57,9 @@ def data_section(name: str, builder_config: str = '') -> ml_collections.ConfigDi
       validation_fraction=0.3,
       validation_seed=0,            # seed of the hold-out (numpy Generator [seed, stratum]).
       num_workers=0,                # feature-extraction processes; 0 = all cores.
+      # Devices reported together ('name=dev,dev;name=dev'); '' = DCASE's real a,b,c / seen
+      # s1-s3 / unseen s4-s6.
+      device_groups='',
   ))
 
 

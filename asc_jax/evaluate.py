@@ -25,6 +25,21 @@ DEFAULT_DEVICE_GROUPS = {
 }
 
 
+def parse_device_groups(spec: str) -> dict:
+  """'name=dev,dev;name=dev' -> {name: (dev, ...)}; '' -> DEFAULT_DEVICE_GROUPS."""
+  if not spec.strip():
+    return dict(DEFAULT_DEVICE_GROUPS)
+  groups = {}
+  for part in spec.split(';'):
+    name, equals, members = part.partition('=')
+    devices = tuple(device.strip() for device in members.split(',') if device.strip())
+    if not equals or not name.strip() or not devices or name.strip() in groups:
+      raise ValueError(f'config.data.device_groups={spec!r}: {part!r} is not "name=device,device" '
+                       'with a new name; write e.g. "a=a;seen=b,c,s1;unseen=s4,s5".')
+    groups[name.strip()] = devices
+  return groups
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
   """log p of each class via log-sum-exp, stable for any logit magnitude; float64."""
   logits = np.asarray(logits, dtype=np.float64)

@@ -57,7 +57,8 @@ def score(run: builder.Run, state: steps.TrainState, dataset: datasets.PreparedD
   scored = scoring.score_split(run.eval_step, state, dataset.sources[split], batch_size=batch_size,
                                device_names=dataset.device_names, mesh=run.mesh, name=split)
   metrics = evaluate.compute_metrics(scored['logits'], scored['label'], scored['device'],
-                                     dataset.class_names, dataset.device_names)
+                                     dataset.class_names, dataset.device_names,
+                                     dataset.device_groups)
   return metrics, scored
 
 

@@ -147,6 +147,22 @@ def test_fast_and_lax_convolutions_agree_with_gradients():
                  from_fast, from_lax)
 
 
+def test_one_channel_stem_as_patches_product_agrees_with_lax():
+  """The stem kind (5x5, stride 2, one input channel, bias): outputs, kernel and input gradients."""
+  x = jax.random.normal(jax.random.key(3), (3, 12, 11, 1))
+  convs = [layers.Conv(7, (5, 5), (2, 2), ((2, 2), (2, 2)), use_bias=True, impl=impl)
+           for impl in ('fast', 'lax')]
+  params = convs[0].init(jax.random.key(0), x)
+  cotangent = jax.random.normal(jax.random.key(2), (3, 6, 6, 7))
+  from_fast, from_lax = [
+      jax.jit(lambda params, x, conv=conv: (conv.apply(params, x), jax.grad(
+          lambda p, v: jnp.sum(conv.apply(p, v) * cotangent), argnums=(0, 1))(params, x)))(params, x)
+      for conv in convs]
+  assert from_fast[0].shape == (3, 6, 6, 7)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               from_fast, from_lax)
+
+
 def test_fast_and_lax_networks_agree():
   """BC-ResNet-tau uses every conv kind; same variables, same train-mode loss, statistics, logits."""
   fast, lax = (models.build_model(_config('kws_tau1', conv_impl=impl).model)

@@ -82,6 +82,15 @@ def test_custom_groups_skip_groups_without_examples():
   assert metrics['per_device_group']['ab']['count'] == 3
 
 
+def test_device_groups_from_the_config_string():
+  assert evaluate.parse_device_groups('') == evaluate.DEFAULT_DEVICE_GROUPS
+  assert evaluate.parse_device_groups('a=a; seen = b,c ,s1;unseen=s4') == {
+      'a': ('a',), 'seen': ('b', 'c', 's1'), 'unseen': ('s4',)}
+  for bad in ('a', 'a=', '=b', 'a=a;a=b'):
+    with pytest.raises(ValueError, match='device_groups'):
+      evaluate.parse_device_groups(bad)
+
+
 def test_log_loss_is_stable_and_clipped():
   logits = np.array([[1000.0, 0.0], [0.0, 1000.0], [-1000.0, -1000.0]])
   labels = np.array([0, 0, 1])

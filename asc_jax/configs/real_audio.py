@@ -29,6 +29,8 @@ b, c, s1, s2, s3, unseen microphones s4, s5, s6.
 from asc_jax import defaults
 
 VARIANTS = ('plain', 'plain_noresnorm', 'runlocal')
+# prepare.py's devices: a = the clips themselves, five seen and three unseen microphones.
+DEVICE_GROUPS = 'a=a;seen=b,c,s1,s2,s3;unseen=s4,s5,s6'
 
 
 def real_audio_features():
@@ -45,7 +47,7 @@ def get_config(arg: str = 'plain'):
   data = defaults.data_section('audio_folder')
   # manual_dir: the --out directory of benchmarks/real_audio/prepare.py (give it on the
   # command line: --config.data.manual_dir=DIR).
-  data.update(dict(csv='meta.csv'))
+  data.update(dict(csv='meta.csv', device_groups=DEVICE_GROUPS))
   config = defaults.experiment(data=data, features=real_audio_features(),
                                model=defaults.bcresnet_mod_model(2),
                                train=defaults.sgd_cosine_train())
