@@ -20,16 +20,12 @@ with the torch one and point --asc_python at asc_jax's, or run it in one that ha
   TORCH_VENV/bin/python benchmarks/real_audio/train_torch_reference.py \
       --config=configs/real_audio.py:plain --seed=0 --asc_python=ASC_VENV/bin/python
   ... --config=configs/real_audio.py:plain_noresnorm --seed=0 ...
-  TORCH_VENV/bin/python benchmarks/real_audio/train_torch_reference.py --summarize
 
-Writes benchmarks/results/real_audio_torch_<variant>_seed<seed>.json (per run) and, with
---summarize, real_audio_torch_summary.csv / .json (mean and standard deviation over seeds).
+Writes benchmarks/results/real_audio_torch_<variant>_seed<seed>.json (per run); the tables over
+seeds (both frameworks) come from benchmarks/real_audio/summarize.py.
 """
 
 import argparse
-import collections
-import csv
-import glob
 import importlib.util
 import json
 import math
@@ -73,8 +69,6 @@ def parse_args(argv=None):
   parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads; 0 = default.')
   parser.add_argument('--epochs', type=float, default=0, help='overrides config.train.num_epochs.')
   parser.add_argument('--out', default='', help='result JSON (default: benchmarks/results/...).')
-  parser.add_argument('--summarize', action='store_true',
-                      help='only aggregate the per-run JSONs in benchmarks/results.')
   return parser.parse_args(argv)
 
 
@@ -298,48 +292,8 @@ def variant_of(config: str) -> str:
   return config.partition(':')[2] or 'plain'
 
 
-def summarize() -> dict:
-  runs = collections.defaultdict(list)
-  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_torch_*_seed*.json'))):
-    with open(path) as file:
-      run = json.load(file)
-    runs[variant_of(run['config'])].append(run)
-  rows, summary = [], {}
-  for variant, variant_runs in sorted(runs.items()):
-    for checkpoint in ('test_final', 'test_best_validation'):
-      values = collections.defaultdict(list)
-      for run in variant_runs:
-        test = run.get(checkpoint)
-        if test is None:
-          continue
-        values['overall'].append(test['accuracy'])
-        values['log_loss'].append(test['log_loss'])
-        for group, entry in test['per_device_group'].items():
-          values[group].append(entry['accuracy'])
-      entry = {key: {'mean': float(np.mean(v)), 'std': float(np.std(v, ddof=1)) if len(v) > 1
-                     else 0.0, 'n': len(v)} for key, v in values.items()}
-      summary[f'{variant}/{checkpoint}'] = entry
-      rows.append([variant, checkpoint, len(values['overall'])] +
-                  [f'{100 * entry[k]["mean"]:.2f} +- {100 * entry[k]["std"]:.2f}'
-                   for k in ('overall', 'a', 'seen', 'unseen')] +
-                  [f'{entry["log_loss"]["mean"]:.3f}'])
-  with open(os.path.join(RESULTS, 'real_audio_torch_summary.csv'), 'w', newline='') as file:
-    writer = csv.writer(file, lineterminator='\n')
-    writer.writerow(['variant', 'checkpoint', 'seeds', 'overall_%', 'a_%', 'seen_%', 'unseen_%',
-                     'log_loss'])
-    writer.writerows(rows)
-  with open(os.path.join(RESULTS, 'real_audio_torch_summary.json'), 'w') as file:
-    json.dump(summary, file, indent=1)
-  for row in rows:
-    print(*row, sep='\t')
-  return summary
-
-
 def main(argv=None) -> int:
   args = parse_args(argv)
-  if args.summarize:
-    summarize()
-    return 0
   result = train(args)
   out = args.out or os.path.join(
       RESULTS, f'real_audio_torch_{variant_of(args.config)}_seed{args.seed}.json')

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Tables of the real-audio benchmark: one row per run, then mean +- standard deviation per variant.
+
+Reads
+  - benchmarks/results/real_audio_torch_<variant>_seed<seed>.json, written by
+    train_torch_reference.py (the PyTorch reference network);
+  - asc_jax workdirs given as --asc LABEL=GLOB (their eval_test.json and config.json): each is
+    recorded once as benchmarks/results/real_audio_asc_<label>_seed<seed>.json, so the tables can
+    be rebuilt without the workdirs;
+  - compressed workdirs given as --compressed LABEL=GLOB (their compress_report.json), recorded as
+    real_audio_compressed_<label>_seed<seed>.json;
+and writes real_audio_runs.csv (every run), real_audio_summary.csv / .json / .md (per variant).
+Accuracy is reported overall and per device group of the benchmark: a (the clips themselves),
+seen (b, c, s1, s2, s3) and unseen (s4, s5, s6), all on the test split; `checkpoint` says which
+weights were scored (final, or the best by validation accuracy). Nothing here selects on test.
+
+  python benchmarks/real_audio/summarize.py --asc plain='runs/real_audio_plain_s*' \
+      --asc recipe='runs/real_audio_recipe_s*' --compressed int8='runs/*_compressed_s*'
+"""
+
+import argparse
+import csv
+import glob
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+from train_torch_reference import GROUPS   # the benchmark's device groups (a, seen, unseen)
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+RESULTS = os.path.join(REPO, 'benchmarks', 'results')
+COLUMNS = ('overall', 'a', 'seen', 'unseen')
+
+
+def group_accuracies(per_device: dict) -> dict:
+  """Accuracy of each group from per-device {accuracy, count}, weighted by count."""
+  result = {}
+  for group, members in GROUPS.items():
+    present = [per_device[name] for name in members if name in per_device]
+    if present:
+      correct = sum(entry['accuracy'] * entry['count'] for entry in present)
+      result[group] = correct / sum(entry['count'] for entry in present)
+  return result
+
+
+def record(metrics: dict) -> dict:
+  """The fields every table row needs from a metrics dict (asc_jax.evaluate or the torch one)."""
+  return dict(overall=metrics['accuracy'], log_loss=metrics['log_loss'],
+              **group_accuracies(metrics['per_device']))
+
+
+def atomic_json(path: str, payload: dict) -> None:
+  handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+  with os.fdopen(handle, 'w') as output:
+    json.dump(payload, output, indent=1)
+  os.replace(temporary, path)
+
+
+def read_json(path: str) -> dict:
+  with open(path) as file:
+    return json.load(file)
+
+
+def expand(spec: str, flag: str) -> tuple[str, list[str]]:
+  label, equals, pattern = spec.partition('=')
+  if not equals or not label or not label.replace('_', '').isalnum():
+    raise SystemExit(f'{flag} {spec!r}: expected LABEL=GLOB with a label of letters, digits, _.')
+  paths = sorted(glob.glob(os.path.expanduser(pattern)))
+  if not paths:
+    raise SystemExit(f'{flag} {spec!r}: no directory matches {pattern!r}.')
+  return label, paths
+
+
+def record_asc_runs(spec: str) -> None:
+  label, workdirs = expand(spec, '--asc')
+  for workdir in workdirs:
+    test_path = os.path.join(workdir, 'eval_test.json')
+    if not os.path.exists(test_path):
+      raise SystemExit(f'{workdir}: no eval_test.json; the run has not finished.')
+    test, config = read_json(test_path), read_json(os.path.join(workdir, 'config.json'))
+    atomic_json(os.path.join(RESULTS, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
+        framework='asc_jax', variant=label, seed=config['seed'], workdir=os.path.abspath(workdir),
+        checkpoint=test['checkpoint'], step=test['step'], split=test['split'],
+        test=record(test), per_device=test['per_device'],
+        config={key: config[key] for key in ('model', 'train', 'augment', 'features')}))
+
+
+def record_compressed_runs(spec: str) -> None:
+  label, workdirs = expand(spec, '--compressed')
+  for workdir in workdirs:
+    report = read_json(os.path.join(workdir, 'compress_report.json'))
+    seed = read_json(os.path.join(workdir, 'config.json'))['seed']
+    entry = dict(framework='asc_jax', variant=label, seed=seed, workdir=os.path.abspath(workdir),
+                 source_workdir=report['source_workdir'], config=report['config'])
+    for part in ('source', 'student', 'export'):
+      if part in report:
+        entry[part] = dict(test=record(report[part]['metrics']), size=report[part].get('size'))
+    atomic_json(os.path.join(RESULTS, f'real_audio_compressed_{label}_seed{seed}.json'), entry)
+
+
+def torch_rows() -> list[dict]:
+  rows = []
+  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_torch_*_seed*.json'))):
+    run = read_json(path)
+    variant = run['config'].partition(':')[2] or 'plain'
+    for key, checkpoint in (('test_final', 'final'), ('test_best_validation', 'best')):
+      if key in run:
+        rows.append(dict(framework='torch reference', variant=variant, seed=run['seed'],
+                         checkpoint=checkpoint, **record(run[key])))
+  return rows
+
+
+def asc_rows() -> list[dict]:
+  rows = []
+  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_asc_*_seed*.json'))):
+    run = read_json(path)
+    rows.append(dict(framework='asc_jax', variant=run['variant'], seed=run['seed'],
+                     checkpoint=run['checkpoint'], **run['test']))
+  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_compressed_*_seed*.json'))):
+    run = read_json(path)
+    for part, checkpoint in (('source', 'source'), ('student', 'final (fake-quantized)'),
+                             ('export', 'final (int8 export)')):
+      if part in run:
+        rows.append(dict(framework='asc_jax', variant=f'{run["variant"]}', seed=run['seed'],
+                         checkpoint=checkpoint, **run[part]['test']))
+  return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+  groups = {}
+  for row in rows:
+    groups.setdefault((row['framework'], row['variant'], row['checkpoint']), []).append(row)
+  summary = []
+  for (framework, variant, checkpoint), members in groups.items():
+    entry = dict(framework=framework, variant=variant, checkpoint=checkpoint, seeds=len(members))
+    for column in (*COLUMNS, 'log_loss'):
+      values = [member[column] for member in members if column in member]
+      entry[column] = dict(mean=statistics.fmean(values),
+                           std=statistics.stdev(values) if len(values) > 1 else 0.0)
+    summary.append(entry)
+  return summary
+
+
+def write_tables(rows: list[dict], summary: list[dict]) -> None:
+  run_columns = ('framework', 'variant', 'seed', 'checkpoint', *COLUMNS, 'log_loss')
+  with open(os.path.join(RESULTS, 'real_audio_runs.csv'), 'w', newline='') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(run_columns)
+    for row in rows:
+      writer.writerow([f'{100 * row[c]:.2f}' if c in COLUMNS else
+                       f'{row[c]:.3f}' if c == 'log_loss' else row[c] for c in run_columns])
+  header = ['framework', 'variant', 'checkpoint', 'seeds', *(f'{c} %' for c in COLUMNS),
+            'log loss']
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  with open(os.path.join(RESULTS, 'real_audio_summary.csv'), 'w', newline='') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(header)
+    for entry in summary:
+      cells = [entry['framework'], entry['variant'], entry['checkpoint'], entry['seeds'],
+               *(f'{100 * entry[c]["mean"]:.2f} +- {100 * entry[c]["std"]:.2f}' for c in COLUMNS),
+               f'{entry["log_loss"]["mean"]:.3f} +- {entry["log_loss"]["std"]:.3f}']
+      writer.writerow(cells)
+      lines.append('| ' + ' | '.join(str(cell).replace('+-', '±') for cell in cells) + ' |')
+  atomic_json(os.path.join(RESULTS, 'real_audio_summary.json'), {'variants': summary})
+  with open(os.path.join(RESULTS, 'real_audio_summary.md'), 'w') as file:
+    file.write('Test split of the real-audio benchmark, mean ± standard deviation over seeds.\n\n')
+    file.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--asc', action='append', default=[], metavar='LABEL=GLOB',
+                      help='asc_jax workdirs of one variant (recorded into benchmarks/results).')
+  parser.add_argument('--compressed', action='append', default=[], metavar='LABEL=GLOB',
+                      help='compressed asc_jax workdirs of one variant.')
+  args = parser.parse_args(argv)
+  for spec in args.asc:
+    record_asc_runs(spec)
+  for spec in args.compressed:
+    record_compressed_runs(spec)
+  rows = torch_rows() + asc_rows()
+  if not rows:
+    raise SystemExit(f'no real-audio runs recorded in {RESULTS}.')
+  write_tables(rows, summarize(rows))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
