@@ -9,6 +9,9 @@ Variants by argument:
                   depthwise and stem entries stay whole, see compress/pruning.py); int8 kernels
                   (1 byte per non-zero entry) plus about 32 KB of float16 folded normalizations
                   and kernel scales: about 58.8 KB.
+  mod2            BC-ResNet-Mod-2 (25,010 parameters, e.g. configs/real_audio.py): already far
+                  under 61.0 KB at int8, so nothing is pruned; 10 epochs of int8 QAT at a low
+                  learning rate, distilled from the source model (or --teacher_workdir).
   tiny            seconds on the tiny synthetic set (tests).
 
 Full run on the synthetic scenes (about an hour per training on 2 CPU cores):
@@ -39,11 +42,14 @@ def get_config(arg: str = 'mod8'):
                            update_every_steps=20, scope='layerwise'))
   config.distill.update(dict(alpha=0.5, temperature=2.0))
   config.quant.update(dict(enabled=True, activations='int8', qat=True, calibration_batches=8))
-  if arg == 'tiny':
+  if arg == 'mod2':
+    config.train.update(dict(num_epochs=10, learning_rate=0.005, eval_every_epochs=2))
+    config.prune.target_sparsity = 0.0
+  elif arg == 'tiny':
     config.train.update(dict(num_epochs=3, learning_rate=0.02, eval_every_epochs=3))
     config.prune.update(dict(target_sparsity=0.5, end_epoch=2.0, update_every_steps=2))
     config.quant.calibration_batches = 2
     config.compilation_cache_dir = ''
   elif arg != 'mod8':
-    raise ValueError(f'configs/compress.py: unknown variant {arg!r}; choose mod8 or tiny.')
+    raise ValueError(f'configs/compress.py: unknown variant {arg!r}; choose mod8, mod2 or tiny.')
   return config

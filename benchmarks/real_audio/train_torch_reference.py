@@ -68,6 +68,8 @@ def parse_args(argv=None):
                       help=f'the PyTorch reference network file; default: {REFERENCE_NAME} on PATH.')
   parser.add_argument('--threads', type=int, default=0, help='torch.set_num_threads; 0 = default.')
   parser.add_argument('--epochs', type=float, default=0, help='overrides config.train.num_epochs.')
+  parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                      help='config override, e.g. train.batch_size=32 or model.width=8.')
   parser.add_argument('--out', default='', help='result JSON (default: benchmarks/results/...).')
   return parser.parse_args(argv)
 
@@ -75,8 +77,9 @@ def parse_args(argv=None):
 # ------------------------------------------------------------------ features (asc_jax side)
 
 
-def load_config(spec: str, manual_dir: str = '', data_dir: str = ''):
-  """The experiment config FILE[:VARIANT] (needs asc_jax and ml_collections)."""
+def load_config(spec: str, manual_dir: str = '', data_dir: str = '', overrides=()):
+  """The experiment config FILE[:VARIANT] with KEY=VALUE overrides (e.g. train.batch_size=32),
+  each cast to the type of the value it replaces (needs asc_jax and ml_collections)."""
   path, _, variant = spec.partition(':')
   module_spec = importlib.util.spec_from_file_location('experiment_config',
                                                        os.path.join(REPO, path))
@@ -87,14 +90,28 @@ def load_config(spec: str, manual_dir: str = '', data_dir: str = ''):
     config.data.manual_dir = manual_dir
   if data_dir:
     config.data.data_dir = data_dir
+  for override in overrides:
+    key, equals, value = override.partition('=')
+    current = config
+    for part in key.split('.')[:-1]:
+      current = current[part] if equals else None
+    if current is None or key.split('.')[-1] not in current:
+      raise SystemExit(f'--set {override!r}: expected KEY=VALUE with an existing config key.')
+    name = key.split('.')[-1]
+    kind = type(current[name])
+    try:
+      current[name] = value.lower() in ('1', 'true') if kind is bool else kind(value)
+    except ValueError:
+      raise SystemExit(f'--set {override!r}: {value!r} is not a {kind.__name__} '
+                       f'like the current value {current[name]!r}.') from None
   return config
 
 
-def export_features(spec: str, manual_dir: str, data_dir: str, out: str) -> None:
+def export_features(spec: str, manual_dir: str, data_dir: str, overrides, out: str) -> None:
   """Prepares the dataset with asc_jax (builds it if needed) and writes every split's arrays
   and the config into `out` (.npz). Runs in asc_jax's environment."""
   from asc_jax.data import datasets   # pylint: disable=import-outside-toplevel
-  config = load_config(spec, manual_dir, data_dir)
+  config = load_config(spec, manual_dir, data_dir, overrides)
   dataset = datasets.prepare(config)
   arrays = {'class_names': np.array(dataset.class_names),
             'device_names': np.array(dataset.device_names),
@@ -110,14 +127,14 @@ def export_features(spec: str, manual_dir: str, data_dir: str, out: str) -> None
   os.replace(temporary, out)
 
 
-def print_config(spec: str, manual_dir: str, data_dir: str) -> None:
+def print_config(spec: str, manual_dir: str, data_dir: str, overrides) -> None:
   """Prints the config as JSON (runs in asc_jax's environment)."""
-  print(load_config(spec, manual_dir, data_dir).to_json())
+  print(load_config(spec, manual_dir, data_dir, overrides).to_json())
 
 
 def in_asc_env(args, function: str, *extra) -> str:
   """stdout of `function`(config, manual_dir, data_dir, *extra), run where asc_jax imports."""
-  call = (args.config, args.manual_dir, args.data_dir, *extra)
+  call = (args.config, args.manual_dir, args.data_dir, tuple(args.set), *extra)
   python = args.asc_python or sys.executable
   code = ('import sys; sys.path.insert(0, %r); import train_torch_reference as t; t.%s%r'
           % (os.path.dirname(os.path.abspath(__file__)), function, call))
