@@ -85,6 +85,29 @@ def test_other_tflite_activation_widths_run_in_tflite_micro(compressed, tmp_path
   assert row['mean_abs_logit_difference'] < 0.1 * row['logit_range']
 
 
+def test_float_kernel_tflite_computes_the_int8_runtime_in_tflite_micro_and_litert(compressed,
+                                                                                 tmp_path):
+  """--tflite_activations=float: int8 weights and int8-rounded convolution inputs at the QAT
+  scales, float32 kernels in the runtime's order (exact integer sums, then the scales), so both
+  interpreters compute what the int8 NumPy runtime computes: >= 99 % of the clips agree (90/90
+  measured on 3.11) and logits match to float32 rounding, not to an int8 step."""
+  report = artifacts.export(compressed, str(tmp_path), ('tflite', 'c'),
+                            tflite_activations='float', log=lambda message: None)
+  tfl = report['tflite']
+  assert tfl['activations'] == 'float' and tfl['output_dtype'] == 'float32'
+  assert tfl['op_counts']['QUANTIZE'] == tfl['scales']['qat'] >= 33   # one per convolution input
+  assert tfl['op_counts']['CONV_2D'] + tfl['op_counts']['DEPTHWISE_CONV_2D'] >= 33
+  rows = rows_by_runtime(report)
+  for row in (rows['tflite-micro'], rows['ai-edge-litert']):
+    assert row['clips'] == 90 and row['top1_agreement'] >= 0.99
+    assert row['mean_abs_logit_difference'] < 1e-3 * row['logit_range']
+    assert row['max_disagreement_margin'] < 0.02 * row['logit_range']
+  header = open(os.path.join(str(tmp_path), artifacts.HEADER_FILE), encoding='utf-8').read()
+  assert 'float32 kernels' in header
+  snippet = open(os.path.join(str(tmp_path), artifacts.SNIPPET_FILE), encoding='utf-8').read()
+  assert 'resolver.AddDequantize();' in snippet and 'const float* logits' in snippet
+
+
 def test_tflite_is_fully_integer_and_carries_the_qat_scales(exported):
   out, report = exported['out'], exported['report']
   data = open(os.path.join(out, artifacts.TFLITE_FILE), 'rb').read()

@@ -19,11 +19,14 @@ flags.DEFINE_string('out', None, 'Output directory (created; default WORKDIR/dep
 flags.DEFINE_integer('calibration_clips', 256,
                      'Training clips that calibrate the ranges of tensors between convolutions.')
 flags.DEFINE_integer('max_clips', 0, 'Score only the first N test clips (0 = all).')
-flags.DEFINE_enum('tflite_activations', 'mixed', ['mixed', 'int8', 'int16'],
+flags.DEFINE_enum('tflite_activations', 'mixed', ['mixed', 'int8', 'int16', 'float'],
                   'TFLite activations: mixed = int8 convolutions (int8 in and out, int32 biases) '
                   'with int16 sums, ResNorm, SiLU and logits between them; int8 = every tensor '
                   'int8; int16 = 16x8 convolutions too (int64 biases). Convolution inputs are int8 '
-                  'at their QAT scales in all three.')
+                  'at their QAT scales in all three. float = not fully integer: int8 weights and '
+                  'int8-rounded convolution inputs, float32 kernels that compute the int8 '
+                  'runtime\'s own arithmetic (agrees with it on every clip measured; '
+                  'asc_jax/export/tflite_float.py).')
 
 
 def main(argv):

@@ -2,6 +2,7 @@
 int8 NumPy runtime on the test split; writes everything into a new output directory.
 
   model_int8.tflite   fully integer TFLite (TFLite Micro, LiteRT)          --format=tflite
+                      (--tflite_activations=float: int8 weights, float32 kernels)
   model_int8.onnx     ONNX QDQ, opset 13 (ONNX Runtime)                    --format=onnx
   model_int8.h        the .tflite as a C array + TFLM_README.md snippet    --format=c
   front_end.json + mel_filterbank.npy   the log-mel front end (always)
@@ -38,7 +39,7 @@ REPORT_JSON, REPORT_MARKDOWN = 'export_report.json', 'export_report.md'
 FRONT_END_FILE = 'front_end.json'
 ARENA_MARGIN = 1.10   # the header's arena: measured size + 10 %, rounded up to 16 bytes
 CHUNK = 64
-TFLITE_ACTIVATIONS = ('mixed', 'int8', 'int16')
+TFLITE_ACTIVATIONS = ('mixed', 'int8', 'int16', 'float')
 
 
 @dataclasses.dataclass
@@ -92,9 +93,11 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
   """Builds, writes and checks the requested formats; returns the report (also written).
 
   tflite_activations: 'mixed' (int8 convolutions, int16 for the sums, ResNorm and SiLU between
-  them) or 'int8' (every activation int8)."""
+  them), 'int8' (every activation int8), 'int16' (16x8 convolutions too), or 'float' (not
+  fully integer: int8 weights and int8 convolution inputs, float32 kernels computing the int8
+  runtime's arithmetic; see asc_jax/export/tflite_float.py)."""
   if tflite_activations not in TFLITE_ACTIVATIONS:
-    raise ValueError(f'tflite_activations {tflite_activations!r}: choose mixed or int8.')
+    raise ValueError(f'tflite_activations {tflite_activations!r}: choose one of {", ".join(TFLITE_ACTIVATIONS)}.')
   unknown = set(formats) - set(FORMATS)
   if unknown:
     raise ValueError(f'unknown --format {sorted(unknown)}; choose from {", ".join(FORMATS)}, all.')
@@ -133,6 +136,8 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
                                     description=f'asc_jax {manifest["model"]["name"]} int8',
                                     activations=tflite_activations)
     _write(out, TFLITE_FILE, model.data, artifacts,
+           'TFLite flatbuffer, int8 weights and convolution inputs, float32 kernels (not fully '
+           'integer)' if tflite_activations == 'float' else
            f'TFLite flatbuffer, fully integer ({tflite_activations} activations, int8 weights)')
     quantized_input = _chunked(lambda x: tflite_lib.input_values(inputs.graph, x,
                                                                  model.input_scale),

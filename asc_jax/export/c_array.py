@@ -26,7 +26,8 @@ def header(model: bytes, name: str, *, arena_bytes: int, input_scale: float,
   classes = ', '.join(f'"{label}"' for label in class_names)
   return '\n'.join([
       f'// {name}.h: written by python -m asc_jax.export; do not edit.',
-      '// A fully integer TFLite model (int8 activations and weights) for TensorFlow Lite for',
+      ('// A TFLite model with int8 weights and float32 kernels' if output_dtype == 'float32' else
+       '// A fully integer TFLite model (int8 activations and weights)') + ' for TensorFlow Lite for',
       '// Microcontrollers. Input: int8 [1, F, T, 1] log-mel after the input ResNorm (see',
       f'// export_report.md); output: {output_dtype} logits [1, classes].',
       f'#ifndef {guard}', f'#define {guard}', '', '#include <stdint.h>', '',
@@ -50,9 +51,13 @@ def snippet(name: str, op_names, output_dtype: str = 'int8') -> str:
             'SUB': 'AddSub', 'MUL': 'AddMul', 'MEAN': 'AddMean', 'RSQRT': 'AddRsqrt',
             'LOGISTIC': 'AddLogistic',
             'MAX_POOL_2D': 'AddMaxPool2D', 'PAD': 'AddPad', 'SLICE': 'AddSlice',
-            'CONCATENATION': 'AddConcatenation', 'QUANTIZE': 'AddQuantize'}
+            'CONCATENATION': 'AddConcatenation', 'QUANTIZE': 'AddQuantize',
+            'DEQUANTIZE': 'AddDequantize'}
   ops = sorted(op_names)
-  field = 'i16' if output_dtype == 'int16' else 'int8'
+  field = {'int16': 'i16', 'float32': 'f'}.get(output_dtype, 'int8')
+  c_type = 'float' if output_dtype == 'float32' else f'{output_dtype}_t'
+  logit_note = ('logits are float32' if output_dtype == 'float32' else
+                'real logit = (q - OUTPUT_ZERO_POINT) * OUTPUT_SCALE')
   registrations = '\n'.join(f'  resolver.{adders[op]}();' for op in ops)
   return f'''```cpp
 #include "{name}.h"
@@ -72,10 +77,10 @@ int classify(const int8_t* features /* F * T values, frequency-major */) {{
   TfLiteTensor* input = interpreter.input(0);
   for (size_t i = 0; i < input->bytes; ++i) input->data.int8[i] = features[i];
   if (interpreter.Invoke() != kTfLiteOk) return -1;
-  const {output_dtype}_t* logits = interpreter.output(0)->data.{field};
+  const {c_type}* logits = interpreter.output(0)->data.{field};
   int best = 0;
   for (int k = 1; k < {ident.upper()}_NUM_CLASSES; ++k) if (logits[k] > logits[best]) best = k;
-  return best;  // {ident}_class_names[best]; real logit = (q - OUTPUT_ZERO_POINT) * OUTPUT_SCALE
+  return best;  // {ident}_class_names[best]; {logit_note}
 }}
 ```
 '''

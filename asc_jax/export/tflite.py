@@ -21,6 +21,8 @@ from the int8 inputs, int64 biases), so that only int16 roundings separate it fr
 Every builtin used is in TFLite Micro's op resolver (tests run it with the tflite-micro Python
 interpreter and with ai-edge-litert). ResNorm's eps is added in int16 (it is below int8
 resolution and left out there; a var that quantizes to 0 saturates RSQRT at its range).
+'float' (not fully integer) is asc_jax/export/tflite_float.py: int8 weights and int8 convolution
+inputs, float32 kernels computing the NumPy runtime's own arithmetic, for exact agreement.
 """
 
 import dataclasses
@@ -31,6 +33,7 @@ import tflite
 from asc_jax.export import flatbuffer
 from asc_jax.export import graph as graph_lib
 from asc_jax.export import int8_scales
+from asc_jax.export import tflite_float
 
 OP = tflite.BuiltinOperator
 OPTIONS = tflite.BuiltinOptions
@@ -274,6 +277,8 @@ def build_tflite(graph: graph_lib.Graph, ranges: dict[str, tuple[float, float]],
   """The TFLite model of `graph` from the stem's input on. `ranges`: calibrated (min, max) of the
   graph's tensors; `shapes`: their shapes with batch 1; `activations`: int8 | mixed | int16
   (see int8_scales.assign)."""
+  if activations == 'float':
+    return _build_float(graph, ranges, shapes, description)
   ops = graph.ops_after(graph_lib.STEM_INPUT)
   scales = int8_scales.assign(graph, ops, ranges, activations)
   lowering = _Lowering(scales, shapes, ranges, 'int16' if activations == 'int16' else 'int8')
@@ -287,6 +292,24 @@ def build_tflite(graph: graph_lib.Graph, ranges: dict[str, tuple[float, float]],
                      output_scale=scales[graph.output], input_shape=shapes[graph_lib.STEM_INPUT],
                      clipped_weights=graph.clipped_weights, scales=scales,
                      op_counts=lowering.op_counts)
+
+
+def _build_float(graph: graph_lib.Graph, ranges, shapes, description: str) -> TfliteModel:
+  """The float-kernel variant (see tflite_float.py): the int8 runtime's arithmetic."""
+  del ranges   # nothing calibrated: every rounding is one the int8 model itself makes
+  stem_scale = next(float(op.attrs['input_scale']) for op in graph.ops
+                    if op.kind == 'conv' and op.inputs[0] == graph_lib.STEM_INPUT)
+  lowering, input_index, output_index = tflite_float.lower(graph, shapes, stem_scale)
+  data = flatbuffer.serialize(lowering.tensors, lowering.operators, [input_index], [output_index],
+                              description)
+  input_scale = int8_scales.TensorScale(stem_scale, 0, 'qat')
+  scales = {op.inputs[0]: int8_scales.TensorScale(float(op.attrs['input_scale']), 0, 'qat')
+            for op in graph.ops if op.kind == 'conv'}   # the only roundings: as the runtime's
+  return TfliteModel(data=data, input_scale=input_scale,
+                     output_scale=int8_scales.TensorScale(1.0, 0, 'fixed', 'float32'),
+                     input_shape=shapes[graph_lib.STEM_INPUT],
+                     clipped_weights=graph.clipped_weights,
+                     scales=scales, op_counts=lowering.op_counts)
 
 
 def input_values(graph: graph_lib.Graph, logmel: np.ndarray, scale: int8_scales.TensorScale
