@@ -58,8 +58,11 @@ def markdown(report: dict) -> str:
     lines += ['', f'## TFLite model (activations: {tfl["activations"]})', '',
               f'Input int8 {tfl["input_shape"]}: the log-mel after the input ResNorm, '
               f'q = clip(round(x / {tfl["input_scale"]:.8g}), -128, 127) (the stem\'s QAT scale, '
-              f'zero point {tfl["input_zero_point"]}). Output {tfl["output_dtype"]} logits: '
-              f'(q - {tfl["output_zero_point"]}) * {tfl["output_scale"]:.8g}.',
+              f'zero point {tfl["input_zero_point"]}). ' + (
+                  'Output float32 logits; float32 kernels between the int8 convolution inputs '
+                  '(not fully integer).' if tfl['output_dtype'] == 'float32' else
+                  f'Output {tfl["output_dtype"]} logits: '
+                  f'(q - {tfl["output_zero_point"]}) * {tfl["output_scale"]:.8g}.'),
               f'Tensor scales (per tensor): {tfl["scales"]["qat"]} from quantization-aware '
               'training '
               f'(convolution inputs, unchanged), {tfl["scales"]["fixed"]} fixed by TFLite '
