@@ -60,13 +60,14 @@ def random_batch(config: ml_collections.ConfigDict, batch_size: int, frames: int
           'label': jax.random.randint(key_y, (batch_size,), 0, config.model.num_classes)}
 
 
-def compiled_run(config: ml_collections.ConfigDict, frames: int) -> builder.Run:
-  """asc_jax's classifier run for [n_mels, frames] inputs on the first device (100 steps an
-  epoch for the schedule)."""
+def compiled_run(config: ml_collections.ConfigDict, frames: int,
+                 devices: Sequence[jax.Device] = ()) -> builder.Run:
+  """asc_jax's classifier run for [n_mels, frames] inputs on `devices` (default: the first
+  device; 100 steps an epoch for the schedule)."""
   shape = types.SimpleNamespace(input_shape=(config.features.n_mels, frames),
                                 num_examples={'train': 100 * config.train.batch_size})
   return builder.compile_task(builder.classifier_task(config, shape),
-                              parallel.make_mesh(jax.devices()[:1]))
+                              parallel.make_mesh(list(devices) or jax.devices()[:1]))
 
 
 class TrainRunner:
@@ -158,10 +159,16 @@ def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
 
 
 def write_results(name: str, payload: Any) -> str:
-  """benchmarks/results/<name>.json, written to a temporary file first and renamed."""
-  os.makedirs(RESULTS_DIR, exist_ok=True)
-  path = os.path.join(RESULTS_DIR, f'{name}.json')
-  handle, temporary = tempfile.mkstemp(dir=RESULTS_DIR, suffix='.tmp')
+  """benchmarks/results/<name>.json (see write_json)."""
+  return write_json(os.path.join(RESULTS_DIR, f'{name}.json'), payload)
+
+
+def write_json(path: str, payload: Any) -> str:
+  """{'machine': machine(), 'results': payload} at `path`, written to a temporary file first
+  and renamed."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=directory, suffix='.tmp')
   with os.fdopen(handle, 'w') as output:
     json.dump({'machine': machine(), 'results': payload}, output, indent=2, default=_plain)
   os.replace(temporary, path)
