@@ -30,7 +30,7 @@ import tempfile
 from train_torch_reference import GROUPS   # the benchmark's device groups (a, seen, unseen)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-RESULTS = os.path.join(REPO, 'benchmarks', 'results')
+DEFAULT_RESULTS = os.path.join(REPO, 'benchmarks', 'results')
 COLUMNS = ('overall', 'a', 'seen', 'unseen')
 
 
@@ -73,21 +73,21 @@ def expand(spec: str, flag: str) -> tuple[str, list[str]]:
   return label, paths
 
 
-def record_asc_runs(spec: str) -> None:
+def record_asc_runs(spec: str, results: str) -> None:
   label, workdirs = expand(spec, '--asc')
   for workdir in workdirs:
     test_path = os.path.join(workdir, 'eval_test.json')
     if not os.path.exists(test_path):
       raise SystemExit(f'{workdir}: no eval_test.json; the run has not finished.')
     test, config = read_json(test_path), read_json(os.path.join(workdir, 'config.json'))
-    atomic_json(os.path.join(RESULTS, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
+    atomic_json(os.path.join(results, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
         framework='asc_jax', variant=label, seed=config['seed'], workdir=os.path.abspath(workdir),
         checkpoint=test['checkpoint'], step=test['step'], split=test['split'],
         test=record(test), per_device=test['per_device'],
         config={key: config[key] for key in ('model', 'train', 'augment', 'features')}))
 
 
-def record_compressed_runs(spec: str) -> None:
+def record_compressed_runs(spec: str, results: str) -> None:
   label, workdirs = expand(spec, '--compressed')
   for workdir in workdirs:
     report = read_json(os.path.join(workdir, 'compress_report.json'))
@@ -97,12 +97,12 @@ def record_compressed_runs(spec: str) -> None:
     for part in ('source', 'student', 'export'):
       if part in report:
         entry[part] = dict(test=record(report[part]['metrics']), size=report[part].get('size'))
-    atomic_json(os.path.join(RESULTS, f'real_audio_compressed_{label}_seed{seed}.json'), entry)
+    atomic_json(os.path.join(results, f'real_audio_compressed_{label}_seed{seed}.json'), entry)
 
 
-def torch_rows() -> list[dict]:
+def torch_rows(results: str) -> list[dict]:
   rows = []
-  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_torch_*_seed*.json'))):
+  for path in sorted(glob.glob(os.path.join(results, 'real_audio_torch_*_seed*.json'))):
     run = read_json(path)
     variant = run['config'].partition(':')[2] or 'plain'
     for key, checkpoint in (('test_final', 'final'), ('test_best_validation', 'best')):
@@ -112,13 +112,13 @@ def torch_rows() -> list[dict]:
   return rows
 
 
-def asc_rows() -> list[dict]:
+def asc_rows(results: str) -> list[dict]:
   rows = []
-  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_asc_*_seed*.json'))):
+  for path in sorted(glob.glob(os.path.join(results, 'real_audio_asc_*_seed*.json'))):
     run = read_json(path)
     rows.append(dict(framework='asc_jax', variant=run['variant'], seed=run['seed'],
                      checkpoint=run['checkpoint'], **run['test']))
-  for path in sorted(glob.glob(os.path.join(RESULTS, 'real_audio_compressed_*_seed*.json'))):
+  for path in sorted(glob.glob(os.path.join(results, 'real_audio_compressed_*_seed*.json'))):
     run = read_json(path)
     for part, checkpoint in (('source', 'source'), ('student', 'final (fake-quantized)'),
                              ('export', 'final (int8 export)')):
@@ -143,9 +143,9 @@ def summarize(rows: list[dict]) -> list[dict]:
   return summary
 
 
-def write_tables(rows: list[dict], summary: list[dict]) -> None:
+def write_tables(rows: list[dict], summary: list[dict], results: str) -> None:
   run_columns = ('framework', 'variant', 'seed', 'checkpoint', *COLUMNS, 'log_loss')
-  with open(os.path.join(RESULTS, 'real_audio_runs.csv'), 'w', newline='') as file:
+  with open(os.path.join(results, 'real_audio_runs.csv'), 'w', newline='') as file:
     writer = csv.writer(file, lineterminator='\n')
     writer.writerow(run_columns)
     for row in rows:
@@ -154,7 +154,7 @@ def write_tables(rows: list[dict], summary: list[dict]) -> None:
   header = ['framework', 'variant', 'checkpoint', 'seeds', *(f'{c} %' for c in COLUMNS),
             'log loss']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  with open(os.path.join(RESULTS, 'real_audio_summary.csv'), 'w', newline='') as file:
+  with open(os.path.join(results, 'real_audio_summary.csv'), 'w', newline='') as file:
     writer = csv.writer(file, lineterminator='\n')
     writer.writerow(header)
     for entry in summary:
@@ -163,8 +163,8 @@ def write_tables(rows: list[dict], summary: list[dict]) -> None:
                f'{entry["log_loss"]["mean"]:.3f} +- {entry["log_loss"]["std"]:.3f}']
       writer.writerow(cells)
       lines.append('| ' + ' | '.join(str(cell).replace('+-', '±') for cell in cells) + ' |')
-  atomic_json(os.path.join(RESULTS, 'real_audio_summary.json'), {'variants': summary})
-  with open(os.path.join(RESULTS, 'real_audio_summary.md'), 'w') as file:
+  atomic_json(os.path.join(results, 'real_audio_summary.json'), {'variants': summary})
+  with open(os.path.join(results, 'real_audio_summary.md'), 'w') as file:
     file.write('Test split of the real-audio benchmark, mean ± standard deviation over seeds.\n\n')
     file.write('\n'.join(lines) + '\n')
   print('\n'.join(lines))
@@ -176,15 +176,17 @@ def main(argv=None) -> int:
                       help='asc_jax workdirs of one variant (recorded into benchmarks/results).')
   parser.add_argument('--compressed', action='append', default=[], metavar='LABEL=GLOB',
                       help='compressed asc_jax workdirs of one variant.')
+  parser.add_argument('--results_dir', default=DEFAULT_RESULTS,
+                      help='where the per-run JSONs and the tables are (default benchmarks/results).')
   args = parser.parse_args(argv)
   for spec in args.asc:
-    record_asc_runs(spec)
+    record_asc_runs(spec, args.results_dir)
   for spec in args.compressed:
-    record_compressed_runs(spec)
-  rows = torch_rows() + asc_rows()
+    record_compressed_runs(spec, args.results_dir)
+  rows = torch_rows(args.results_dir) + asc_rows(args.results_dir)
   if not rows:
-    raise SystemExit(f'no real-audio runs recorded in {RESULTS}.')
-  write_tables(rows, summarize(rows))
+    raise SystemExit(f'no real-audio runs recorded in {args.results_dir}.')
+  write_tables(rows, summarize(rows), args.results_dir)
   return 0
 
 

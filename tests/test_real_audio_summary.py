@@ -1,0 +1,78 @@
+"""benchmarks/real_audio/summarize.py: per-run records, device-group accuracies and seed statistics."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from asc_jax import evaluate
+from asc_jax.configs import real_audio
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'benchmarks', 'real_audio', 'summarize.py')
+DEVICES = ('a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6')
+
+
+def write_workdir(path, seed: int, accuracies: dict) -> None:
+  """An asc_jax workdir's eval_test.json and config.json with 10 test clips per device."""
+  os.makedirs(path)
+  per_device = {name: {'accuracy': value, 'count': 10, 'log_loss': 1.0}
+                for name, value in accuracies.items()}
+  overall = sum(accuracies.values()) / len(accuracies)
+  with open(os.path.join(path, 'eval_test.json'), 'w') as file:
+    json.dump(dict(accuracy=overall, log_loss=1.0, per_device=per_device, checkpoint='best',
+                   step=100, split='test'), file)
+  with open(os.path.join(path, 'config.json'), 'w') as file:
+    json.dump(dict(seed=seed, model={}, train={}, augment={}, features={}), file)
+
+
+def test_records_runs_and_summarizes_groups_over_seeds(tmp_path):
+  results = tmp_path / 'results'
+  results.mkdir()
+  # seed 0: a 100 %, seen 50 % (one device at 100 %, four at 37.5 %), unseen 0 %.
+  write_workdir(tmp_path / 'runs' / 'r0', 0, {'a': 1.0, 'b': 1.0, 'c': 0.375, 's1': 0.375,
+                                              's2': 0.375, 's3': 0.375, 's4': 0.0, 's5': 0.0,
+                                              's6': 0.0})
+  write_workdir(tmp_path / 'runs' / 'r1', 1, {name: 0.5 for name in DEVICES})
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
+                  f'--asc=recipe={tmp_path}/runs/r*'], check=True, capture_output=True)
+  assert sorted(os.listdir(results)) == [
+      'real_audio_asc_recipe_seed0.json', 'real_audio_asc_recipe_seed1.json',
+      'real_audio_runs.csv', 'real_audio_summary.csv', 'real_audio_summary.json',
+      'real_audio_summary.md']
+  with open(results / 'real_audio_runs.csv') as file:
+    rows = list(csv.DictReader(file))
+  assert [(row['seed'], row['a'], row['seen'], row['unseen']) for row in rows] == [
+      ('0', '100.00', '50.00', '0.00'), ('1', '50.00', '50.00', '50.00')]
+  (entry,) = json.loads((results / 'real_audio_summary.json').read_text())['variants']
+  assert entry['seeds'] == 2 and entry['checkpoint'] == 'best'
+  assert entry['a']['mean'] == pytest.approx(0.75)
+  assert entry['a']['std'] == pytest.approx(0.3535534)   # sample standard deviation
+  assert entry['unseen']['mean'] == pytest.approx(0.25)
+  # The records stand without the workdirs: rebuilding the tables needs only results/.
+  for name in ('r0', 'r1'):
+    os.remove(tmp_path / 'runs' / name / 'eval_test.json')
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}'], check=True,
+                 capture_output=True)
+  assert json.loads((results / 'real_audio_summary.json').read_text())['variants'] == [entry]
+
+
+def test_unfinished_workdir_is_named(tmp_path):
+  os.makedirs(tmp_path / 'runs' / 'r0')
+  failed = subprocess.run([sys.executable, SCRIPT, f'--results_dir={tmp_path}',
+                           f'--asc=plain={tmp_path}/runs/r*'], capture_output=True, text=True)
+  assert failed.returncode != 0
+  assert 'r0: no eval_test.json' in failed.stderr
+
+
+def test_benchmark_groups_agree_with_the_config():
+  spec = importlib.util.spec_from_file_location(
+      'train_torch_reference', os.path.join(ROOT, 'benchmarks', 'real_audio',
+                                            'train_torch_reference.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.GROUPS == evaluate.parse_device_groups(real_audio.DEVICE_GROUPS)
