@@ -18,9 +18,9 @@ from typing import Callable, Optional, Sequence
 import jax
 import numpy as np
 import optax
-import tqdm
 
 from asc_jax import checkpointing
+from asc_jax import console
 from asc_jax import loop
 from asc_jax import metric_writer
 
@@ -45,16 +45,18 @@ class ReportProgress:
     self.clips_per_step = clips_per_step
     self.losses: list[np.ndarray] = []
     self._pending: list[dict] = []
-    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc=description, unit='step',
-                          disable=not enabled, dynamic_ncols=True)
+    self._bar = console.progress(total=total_steps, initial=start_step, desc=description,
+                                 unit='step', disable=not enabled)
     self._tick, self._tick_step = time.perf_counter(), start_step
 
   def __call__(self, context: loop.StepContext) -> None:
     self._pending.append(context.metrics)
-    self._bar.update(1)
     if not is_due(context, self.every_steps):
       return
     values = jax.device_get(self._pending)
+    # Steps are dispatched ahead of the device; the bar counts them once their metrics are back,
+    # so its rate and ETA are those of finished steps.
+    self._bar.update(len(values))
     self.losses.extend(np.asarray(row['loss']) for row in values)
     clips_per_s = ((context.step - self._tick_step) * self.clips_per_step /
                    max(time.perf_counter() - self._tick, 1e-9))

@@ -27,11 +27,11 @@ from typing import Any, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 from absl import app
 from absl import flags
 from absl import logging
 
+from asc_jax import console
 from asc_jax import features
 from asc_jax import fileio
 
@@ -152,7 +152,7 @@ def predict_files(bundle: Any, paths: Sequence[str], batch_size: int = 16,
   length: windows of the training clip length every hop_s seconds (default half a window)."""
   classify = make_classifier(bundle)
   results = []
-  for path in tqdm.tqdm(paths, desc='predict', unit='file', leave=False):
+  for path in console.progress(paths, desc='predict', unit='file', leave=False):
     try:
       results.append(predict_recording(bundle, classify, path, batch_size, hop_s, per_window))
     except features.AudioError as error:

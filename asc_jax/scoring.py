@@ -11,9 +11,9 @@ from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
-import tqdm
 from jax.experimental import multihost_utils
 
+from asc_jax import console
 from asc_jax import parallel
 from asc_jax.data import input_pipeline
 
@@ -37,8 +37,8 @@ def score_split(eval_step: Callable, state: Any, source: Any, *, batch_size: int
                                         process_count=jax.process_count())
   parts = {'logits': [], 'label': [], 'device': [], 'index': []}
   start = time.perf_counter()
-  progress = tqdm.tqdm(batches, desc=name, unit='batch', leave=False,
-                       disable=jax.process_index() != 0)
+  progress = console.progress(batches, desc=name, unit='batch', leave=False,
+                              disable=jax.process_index() != 0)
   for batch in progress:
     arrays = parallel.to_global_batch(batch, mesh)
     logits = _gather(eval_step(state, arrays))
@@ -54,8 +54,8 @@ def score_split(eval_step: Callable, state: Any, source: Any, *, batch_size: int
                        'example must be scored exactly once.')
   seconds = time.perf_counter() - start
   if jax.process_index() == 0:
-    tqdm.tqdm.write(f'{name}: {len(source)} clips in {seconds:.1f} s '
-                    f'({len(source) / seconds:.1f} clips/s)')
+    console.note(f'{name}: {len(source)} clips in {seconds:.1f} s '
+                 f'({len(source) / seconds:.1f} clips/s)')
   return scored
 
 

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 
 from asc_jax import builder
 from asc_jax import complexity
+from asc_jax import console
 from asc_jax import distributed
 from asc_jax import evaluate
 from asc_jax import fileio
@@ -296,6 +296,6 @@ def runtime_logits(runtime: int8_runtime.Int8Model, dataset, batch_size: int) ->
   parts = []
   batches = input_pipeline.eval_batches(source, batch_size=batch_size,
                                        device_names=dataset.device_names)
-  for batch in tqdm.tqdm(batches, desc='int8 runtime', unit='batch', leave=False):
+  for batch in console.progress(batches, desc='int8 runtime', unit='batch', leave=False):
     parts.append(runtime.logits(batch['logmel'][batch['mask']]))
   return np.concatenate(parts)
