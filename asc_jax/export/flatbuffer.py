@@ -48,6 +48,66 @@ class Operator:
   options: Optional[Callable[[flatbuffers.Builder], int]] = None   # writes the options table
 
 
+class GraphWriter:
+  """The tensors and operators of one subgraph as they are appended, and a count per op kind."""
+
+  def __init__(self):
+    self.tensors: list[Tensor] = []
+    self.index: dict[str, int] = {}
+    self.operators: list[Operator] = []
+    self.op_counts: dict[str, int] = {}
+
+  def add(self, tensor: Tensor) -> int:
+    self.tensors.append(tensor)
+    return len(self.tensors) - 1
+
+  def int32(self, name: str, values) -> int:
+    values = np.asarray(values, np.int32)
+    return self.add(Tensor(name, values.shape, np.dtype(np.int32), data=values))
+
+  def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0,
+         options=None) -> None:
+    self.operators.append(Operator(code, inputs, outputs, options_type, options))
+    name = next(key for key, value in vars(tflite.BuiltinOperator).items() if value == code)
+    self.op_counts[name] = self.op_counts.get(name, 0) + 1
+
+  def layout_op(self, kind: str, attrs: dict, inputs: list[int], output: int,
+                activation: int = tflite.ActivationFunctionType.NONE) -> bool:
+    """Appends the op of a graph op that only moves or selects values (mean, pad, slice, concat,
+    max_pool: the same in every number format); False for any other kind."""
+    op, kinds = tflite.BuiltinOperator, tflite.BuiltinOptions
+    if kind == 'mean':
+      axes = self.int32(f'{self.tensors[output].name}/axes', list(attrs['axes']))
+      self.op(op.MEAN, [inputs[0], axes], [output], kinds.ReducerOptions,
+              options(tflite.ReducerOptionsStart, tflite.ReducerOptionsEnd,
+                       KeepDims=bool(attrs.get('keepdims', True))))
+    elif kind == 'pad':
+      paddings = self.int32(f'{self.tensors[output].name}/paddings',
+                            [[0, 0], list(attrs['padding'][0]), list(attrs['padding'][1]), [0, 0]])
+      self.op(op.PAD, [inputs[0], paddings], [output], kinds.PadOptions,
+              options(tflite.PadOptionsStart, tflite.PadOptionsEnd))
+    elif kind == 'slice':
+      begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
+      begin[attrs['axis']], size[attrs['axis']] = attrs['begin'], attrs['size']
+      name = self.tensors[output].name
+      self.op(op.SLICE, [inputs[0], self.int32(f'{name}/begin', begin),
+                         self.int32(f'{name}/size', size)], [output], kinds.SliceOptions,
+              options(tflite.SliceOptionsStart, tflite.SliceOptionsEnd))
+    elif kind == 'concat':
+      self.op(op.CONCATENATION, inputs, [output], kinds.ConcatenationOptions,
+              options(tflite.ConcatenationOptionsStart, tflite.ConcatenationOptionsEnd,
+                       Axis=attrs['axis'], FusedActivationFunction=activation))
+    elif kind == 'max_pool':
+      size = attrs['size']
+      self.op(op.MAX_POOL_2D, inputs, [output], kinds.Pool2DOptions,
+              options(tflite.Pool2DOptionsStart, tflite.Pool2DOptionsEnd,
+                       Padding=tflite.Padding.VALID, StrideW=size, StrideH=size,
+                       FilterWidth=size, FilterHeight=size))
+    else:
+      return False
+    return True
+
+
 def _vector(builder: flatbuffers.Builder, values, kind: str) -> int:
   """A vector of int32 ('i'), int64 ('q'), float32 ('f') or uint8 ('B') values."""
   dtype = {'i': np.int32, 'q': np.int64, 'f': np.float32, 'B': np.uint8}[kind]

@@ -56,18 +56,15 @@ class TfliteModel:
 ELEMENTWISE = ('mean', 'add', 'sub', 'mul', 'rsqrt', 'logistic')
 
 
-class _Lowering:
+class _Lowering(flatbuffer.GraphWriter):
   def __init__(self, scales: dict[str, int8_scales.TensorScale], shapes: dict[str, tuple],
                ranges: dict[str, tuple[float, float]], conv_dtype: str = 'int8'):
+    super().__init__()
     self.conv_dtype = conv_dtype
     self.scales = scales
     self.shapes = shapes
     self.ranges = ranges
     self.converted: dict[tuple[str, str], int] = {}
-    self.tensors: list[flatbuffer.Tensor] = []
-    self.index: dict[str, int] = {}
-    self.operators: list[flatbuffer.Operator] = []
-    self.op_counts: dict[str, int] = {}
 
   def quantized_tensor(self, name: str, scale: int8_scales.TensorScale) -> int:
     return self.add(flatbuffer.Tensor(
@@ -96,20 +93,6 @@ class _Lowering:
       self.op(OP.QUANTIZE, [self.activation(name)], [index])
       self.converted[(name, dtype)] = index
     return self.converted[(name, dtype)]
-
-  def add(self, tensor: flatbuffer.Tensor) -> int:
-    self.tensors.append(tensor)
-    return len(self.tensors) - 1
-
-  def int32(self, name: str, values) -> int:
-    values = np.asarray(values, np.int32)
-    return self.add(flatbuffer.Tensor(name, values.shape, np.dtype(np.int32), data=values))
-
-  def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0,
-         options=None) -> None:
-    self.operators.append(flatbuffer.Operator(code, inputs, outputs, options_type, options))
-    name = next(key for key, value in vars(OP).items() if value == code)
-    self.op_counts[name] = self.op_counts.get(name, 0) + 1
 
   def constant(self, name: str, value: np.ndarray, dtype: str) -> int:
     """A per-tensor int8 / int16 constant holding `value` (max |value| at the type's max)."""
@@ -215,11 +198,8 @@ class _Lowering:
       output = self.quantized_tensor(f'{op.output}#{compute}',
                                      int8_scales.calibrated(*self.ranges[op.output], compute))
     activation = ACTIVATIONS[a.get('activation', 'none')]
-    if op.kind == 'mean':
-      axes = self.int32(f'{op.output}/axes', list(a['axes']))
-      self.op(OP.MEAN, [inputs[0], axes], [output], OPTIONS.ReducerOptions,
-              flatbuffer.options(tflite.ReducerOptionsStart, tflite.ReducerOptionsEnd,
-                                 KeepDims=bool(a.get('keepdims', True))))
+    if self.layout_op(op.kind, a, inputs, output, activation):
+      pass
     elif op.kind == 'add':
       self.op(OP.ADD, inputs, [output], OPTIONS.AddOptions,
               flatbuffer.options(tflite.AddOptionsStart, tflite.AddOptionsEnd,
@@ -243,28 +223,6 @@ class _Lowering:
       self.op(OP.QUANTIZE, inputs, [output])
     elif op.kind == 'logistic':
       self.op(OP.LOGISTIC, inputs, [output])
-    elif op.kind == 'pad':
-      paddings = self.int32(f'{op.output}/paddings',
-                            [[0, 0], list(a['padding'][0]), list(a['padding'][1]), [0, 0]])
-      self.op(OP.PAD, [inputs[0], paddings], [output], OPTIONS.PadOptions,
-              flatbuffer.options(tflite.PadOptionsStart, tflite.PadOptionsEnd))
-    elif op.kind == 'slice':
-      begin = [0, 0, 0, 0]
-      size = [-1, -1, -1, -1]
-      begin[a['axis']], size[a['axis']] = a['begin'], a['size']
-      self.op(OP.SLICE, [inputs[0], self.int32(f'{op.output}/begin', begin),
-                         self.int32(f'{op.output}/size', size)], [output], OPTIONS.SliceOptions,
-              flatbuffer.options(tflite.SliceOptionsStart, tflite.SliceOptionsEnd))
-    elif op.kind == 'concat':
-      self.op(OP.CONCATENATION, inputs, [output], OPTIONS.ConcatenationOptions,
-              flatbuffer.options(tflite.ConcatenationOptionsStart, tflite.ConcatenationOptionsEnd,
-                                 Axis=a['axis'], FusedActivationFunction=activation))
-    elif op.kind == 'max_pool':
-      size = a['size']
-      self.op(OP.MAX_POOL_2D, inputs, [output], OPTIONS.Pool2DOptions,
-              flatbuffer.options(tflite.Pool2DOptionsStart, tflite.Pool2DOptionsEnd,
-                                 Padding=tflite.Padding.VALID, StrideW=size, StrideH=size,
-                                 FilterWidth=size, FilterHeight=size))
     else:
       raise ValueError(f'no TFLite lowering for op kind {op.kind!r}')
     if output != final:

@@ -34,18 +34,11 @@ ACTIVATIONS = {'none': tflite.ActivationFunctionType.NONE,
 INTEGER_SCALE = int8_scales.TensorScale(1.0, 0, 'fixed')   # int8 tensors holding plain integers
 
 
-class FloatLowering:
+class FloatLowering(flatbuffer.GraphWriter):
   def __init__(self, shapes: dict[str, tuple]):
+    super().__init__()
     self.shapes = shapes
-    self.tensors: list[flatbuffer.Tensor] = []
-    self.index: dict[str, int] = {}
-    self.operators: list[flatbuffer.Operator] = []
-    self.op_counts: dict[str, int] = {}
     self.constants: dict[str, int] = {}
-
-  def add(self, tensor: flatbuffer.Tensor) -> int:
-    self.tensors.append(tensor)
-    return len(self.tensors) - 1
 
   def activation(self, name: str, shape=None) -> int:
     if name not in self.index:
@@ -64,16 +57,6 @@ class FloatLowering:
     if value.ndim == 0:
       value = value.reshape((1,) * 4)
     return self.add(flatbuffer.Tensor(name, value.shape, FLOAT, data=value))
-
-  def int32(self, name: str, values) -> int:
-    values = np.asarray(values, np.int32)
-    return self.add(flatbuffer.Tensor(name, values.shape, np.dtype(np.int32), data=values))
-
-  def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0,
-         options=None) -> None:
-    self.operators.append(flatbuffer.Operator(code, inputs, outputs, options_type, options))
-    name = next(key for key, value in vars(OP).items() if value == code)
-    self.op_counts[name] = self.op_counts.get(name, 0) + 1
 
   def binary(self, code: int, a: int, b: int, output: int, activation: str = 'none') -> int:
     starts = {OP.ADD: (OPTIONS.AddOptions, tflite.AddOptionsStart, tflite.AddOptionsEnd),
@@ -165,12 +148,9 @@ class FloatLowering:
       self.index[op.output] = inputs[0]
       return None
     output = self.activation(op.output)
-    if op.kind == 'mean':
-      axes = self.int32(f'{op.output}/axes', list(a['axes']))
-      self.op(OP.MEAN, [inputs[0], axes], [output], OPTIONS.ReducerOptions,
-              flatbuffer.options(tflite.ReducerOptionsStart, tflite.ReducerOptionsEnd,
-                                 KeepDims=bool(a.get('keepdims', True))))
-    elif op.kind in ('add', 'sub', 'mul'):
+    if self.layout_op(op.kind, a, inputs, output):
+      return None
+    if op.kind in ('add', 'sub', 'mul'):
       code = {'add': OP.ADD, 'sub': OP.SUB, 'mul': OP.MUL}[op.kind]
       self.binary(code, inputs[0], inputs[1], output, a.get('activation', 'none'))
     elif op.kind == 'rsqrt':   # 1 / sqrt(var + eps), as the runtime
@@ -179,27 +159,6 @@ class FloatLowering:
       self.op(OP.RSQRT, [shifted], [output])
     elif op.kind == 'logistic':
       self.op(OP.LOGISTIC, inputs, [output])
-    elif op.kind == 'pad':
-      paddings = self.int32(f'{op.output}/paddings',
-                            [[0, 0], list(a['padding'][0]), list(a['padding'][1]), [0, 0]])
-      self.op(OP.PAD, [inputs[0], paddings], [output], OPTIONS.PadOptions,
-              flatbuffer.options(tflite.PadOptionsStart, tflite.PadOptionsEnd))
-    elif op.kind == 'slice':
-      begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
-      begin[a['axis']], size[a['axis']] = a['begin'], a['size']
-      self.op(OP.SLICE, [inputs[0], self.int32(f'{op.output}/begin', begin),
-                         self.int32(f'{op.output}/size', size)], [output], OPTIONS.SliceOptions,
-              flatbuffer.options(tflite.SliceOptionsStart, tflite.SliceOptionsEnd))
-    elif op.kind == 'concat':
-      self.op(OP.CONCATENATION, inputs, [output], OPTIONS.ConcatenationOptions,
-              flatbuffer.options(tflite.ConcatenationOptionsStart, tflite.ConcatenationOptionsEnd,
-                                 Axis=a['axis'], FusedActivationFunction=ACTIVATIONS['none']))
-    elif op.kind == 'max_pool':
-      size = a['size']
-      self.op(OP.MAX_POOL_2D, inputs, [output], OPTIONS.Pool2DOptions,
-              flatbuffer.options(tflite.Pool2DOptionsStart, tflite.Pool2DOptionsEnd,
-                                 Padding=tflite.Padding.VALID, StrideW=size, StrideH=size,
-                                 FilterWidth=size, FilterHeight=size))
     else:
       raise ValueError(f'no float TFLite lowering for op kind {op.kind!r}')
     return None
