@@ -20,14 +20,24 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
 
 
+def _best_metric(metrics: dict) -> float:
+  return metrics.get(BEST_METRIC, float('-inf'))
+
+
 def checkpoint_manager(workdir: str, keep_latest: int = 1) -> ocp.CheckpointManager:
-  """Keeps the `keep_latest` newest checkpoints and the one with the best BEST_METRIC."""
+  """Keeps the `keep_latest` newest checkpoints and the one with the best BEST_METRIC.
+
+  `best_fn` is what makes Orbax write each checkpoint's metrics to disk and rank them in
+  `best_step()`; the preservation policy alone keeps the best checkpoint but forgets why, and
+  a reopened manager's `best_step()` then answers the latest step.
+  """
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(keep_latest),
-      ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics.get(BEST_METRIC, float('-inf')), n=1,
+      ocp.checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1,
                                     keep_checkpoints_without_metrics=False),
   ])
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_best_metric,
+                                         best_mode='max', create=True,
                                          enable_async_checkpointing=False)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
                                item_names=('state', 'data'))
@@ -60,3 +70,4 @@ def chosen_step(manager: ocp.CheckpointManager, which: str) -> Optional[int]:
   if which not in ('latest', 'best'):
     raise ValueError(f'checkpoint {which!r} is unknown: use latest or best.')
   return manager.best_step() if which == 'best' else manager.latest_step()
+
