@@ -8,8 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile
 
 from asc_jax import features
+from asc_jax import predict
+from asc_jax.compress import export
 from asc_jax.compress import int8_runtime
 from asc_jax.data import datasets
 from asc_jax.export import artifacts
@@ -183,3 +186,26 @@ def test_command_line_writes_the_requested_format(compressed, tmp_path):
                                             'mel_filterbank.npy'])
   with open(os.path.join(out, artifacts.REPORT_JSON)) as file:
     assert json.load(file)['clips'] == 8
+
+
+def test_predict_int8_windows_a_long_recording_with_the_integer_runtime(compressed, tmp_path):
+  """predict --int8 on a recording of 3.5 clip lengths: every window scored by the NumPy int8
+  runtime, mean of the window logits, nothing cropped."""
+  bundle = export.load_inference_bundle(compressed)
+  params = bundle.feature_params
+  rate, window = params['sample_rate'], features.num_samples(params)
+  path = str(tmp_path / 'long.wav')
+  waveform = 0.2 * np.random.default_rng(5).standard_normal(int(3.5 * window)).astype(np.float32)
+  soundfile.write(path, waveform, rate, subtype='FLOAT')
+  (result,) = predict.predict_files(bundle, [path], per_window=True)
+  # Hop half a window: starts 0, 0.5, ... 2.5 clip lengths, the last window ends at the end.
+  assert result['framing'] == 'windowed' and result['windows'] == 6
+  assert result['per_window'][-1]['end_s'] == pytest.approx(3.5 * window / rate)
+  runtime = int8_runtime.Int8Model.load(os.path.join(compressed, 'export'))
+  starts = [int(round(window_start * rate)) for window_start in
+            [entry['start_s'] for entry in result['per_window']]]
+  logmels = np.stack([features.logmel(waveform[start:start + window], params) for start in starts])
+  logits = np.asarray(runtime.logits(logmels), np.float64).mean(axis=0)
+  expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+  np.testing.assert_allclose(list(result['probabilities'].values()), expected, rtol=1e-4,
+                             atol=1e-6)
