@@ -58,7 +58,7 @@ def score(run: builder.Run, state: steps.TrainState, dataset: datasets.PreparedD
                                device_names=dataset.device_names, mesh=run.mesh, name=split)
   metrics = evaluate.compute_metrics(scored['logits'], scored['label'], scored['device'],
                                      dataset.class_names, dataset.device_names,
-                                     dataset.device_groups)
+                                     evaluate.parse_device_groups(dataset.device_groups))
   return metrics, scored
 
 

@@ -207,7 +207,7 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
   def metrics_of(logits, scored):
     return evaluate.compute_metrics(logits, scored['label'], scored['device'],
                                     dataset.class_names, dataset.device_names,
-                                    dataset.device_groups)
+                                    evaluate.parse_device_groups(dataset.device_groups))
 
   source_scored = score_model(network, source_variables, dataset, 'test', batch_size, mesh)
   source = dict(metrics=_accuracy_summary(metrics_of(source_scored['logits'], source_scored)),

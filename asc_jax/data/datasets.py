@@ -10,7 +10,6 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from asc_jax import evaluate
 from asc_jax.data import audio_folder
 from asc_jax.data import builder_base
 from asc_jax.data import synthetic_scenes
@@ -30,7 +29,8 @@ class PreparedDataset:
   hold, in a stable order. feature_params: the resolved front end it was built with.
   num_examples: examples per split. device_counts: {split: {device: examples}}.
   input_shape: (n_mels, frames). prepared_dir: the TFDS directory the sources read.
-  device_groups: reporting groups {group: device names} (config.data.device_groups).
+  device_groups: config.data.device_groups, the reporting groups as written there
+  ('name=dev,dev;...'; '' = DCASE's; asc_jax.evaluate.parse_device_groups reads it).
   """
   sources: Mapping[str, Any]
   class_names: tuple
@@ -40,8 +40,7 @@ class PreparedDataset:
   device_counts: dict
   input_shape: tuple
   prepared_dir: str
-  device_groups: Mapping[str, tuple] = dataclasses.field(
-      default_factory=lambda: dict(evaluate.DEFAULT_DEVICE_GROUPS))
+  device_groups: str = ''
 
 
 def decode_record(record: Mapping[str, Any]) -> dict:
@@ -98,4 +97,4 @@ def prepare(config: ml_collections.ConfigDict) -> PreparedDataset:
                      for split, counts in info.metadata['device_counts'].items()},
       input_shape=tuple(info.features['logmel'].shape),
       prepared_dir=path,
-      device_groups=evaluate.parse_device_groups(config.data.get('device_groups', '')))
+      device_groups=config.data.get('device_groups', ''))
