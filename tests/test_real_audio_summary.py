@@ -76,3 +76,18 @@ def test_benchmark_groups_agree_with_the_config():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   assert module.GROUPS == evaluate.parse_device_groups(real_audio.DEVICE_GROUPS)
+
+
+def test_group_accuracies_from_counts_or_plain_accuracies():
+  spec = importlib.util.spec_from_file_location('summarize', SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  sys.path.insert(0, os.path.dirname(SCRIPT))
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(os.path.dirname(SCRIPT))
+  counted = module.group_accuracies({'b': {'accuracy': 1.0, 'count': 30},
+                                     'c': {'accuracy': 0.0, 'count': 10}})
+  assert counted == {'seen': pytest.approx(0.75)}
+  plain = module.group_accuracies({'a': 0.5, 's4': 0.2, 's5': 0.4})   # compress_report.json
+  assert plain == {'a': pytest.approx(0.5), 'unseen': pytest.approx(0.3)}

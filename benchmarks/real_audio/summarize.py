@@ -35,10 +35,13 @@ COLUMNS = ('overall', 'a', 'seen', 'unseen')
 
 
 def group_accuracies(per_device: dict) -> dict:
-  """Accuracy of each group from per-device {accuracy, count}, weighted by count."""
+  """Accuracy of each group from per-device {accuracy, count} (weighted by count) or plain
+  accuracies (compress_report.json; weighted equally, as the test split has equal counts)."""
   result = {}
   for group, members in GROUPS.items():
     present = [per_device[name] for name in members if name in per_device]
+    present = [entry if isinstance(entry, dict) else {'accuracy': entry, 'count': 1}
+               for entry in present]
     if present:
       correct = sum(entry['accuracy'] * entry['count'] for entry in present)
       result[group] = correct / sum(entry['count'] for entry in present)
