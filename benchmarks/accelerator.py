@@ -106,7 +106,7 @@ def time_asc_jax(conv_impl: str, dtype: str, batch: int) -> dict:
   return dict(framework='asc_jax', conv_impl=conv_impl, dtype=dtype, batch=batch,
               devices=len(devices), compile_and_first_call_s=round(first, 2), median_step_s=round(step_s, 5),
               min_step_s=round(min(times), 5), clips_per_s=round(batch / step_s, 1),
-              step_gflop=round(flops / 1e9, 3), forward_gmacs_per_clip=round(macs / 1e9, 4),
+              step_flops=int(flops), forward_macs_per_clip=int(macs),
               achieved_gflops=round(achieved / 1e9, 3),
               mfu=round(achieved / (peak * 1e12 * len(devices)), 4) if peak else None,
               peak_memory_mib=_mib(peak_memory_bytes(devices)))
