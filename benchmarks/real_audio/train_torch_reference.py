@@ -92,12 +92,12 @@ def load_config(spec: str, manual_dir: str = '', data_dir: str = '', overrides=(
     config.data.data_dir = data_dir
   for override in overrides:
     key, equals, value = override.partition('=')
+    *parents, name = key.split('.')
     current = config
-    for part in key.split('.')[:-1]:
-      current = current[part] if equals else None
-    if current is None or key.split('.')[-1] not in current:
+    for part in parents:
+      current = current.get(part) if hasattr(current, 'get') else None
+    if not equals or not hasattr(current, 'get') or name not in current:
       raise SystemExit(f'--set {override!r}: expected KEY=VALUE with an existing config key.')
-    name = key.split('.')[-1]
     kind = type(current[name])
     try:
       current[name] = value.lower() in ('1', 'true') if kind is bool else kind(value)
