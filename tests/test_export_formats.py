@@ -58,12 +58,11 @@ def rows_by_runtime(report):
 def test_onnx_in_onnxruntime_agrees_with_the_int8_runtime(exported):
   row = rows_by_runtime(exported['report'])['onnxruntime']
   assert row['clips'] == 90
-  # Same arithmetic in another float32 order: an activation within an ulp of a rounding boundary
-  # can land on the other int8 value on a few clips of this tiny, barely trained model (3.11:
-  # 90/90 agree; 3.12's jax trains another model: 87/90 on 2026-12-01, 85/90 on 2026-12-02 after
-  # the stem's patches form changed training numerics). Every disagreement must be a near-tie;
-  # everywhere else logits match. (The trained real-audio model: 97.0 %, README.)
-  assert row['top1_agreement'] >= 0.9
+  # The runtime's arithmetic: exact integer sums, then its float32 operations in its order; only
+  # reductions (ResNorm means) sum in another order, so a clip can differ only where an activation
+  # sits within an ulp of an int8 rounding boundary, a near-tie. (Before the integer-valued
+  # convolutions: 85/90 with Python 3.12's jax; the trained real-audio model: 97.0 %, now 99.2 %.)
+  assert row['top1_agreement'] >= 0.97
   assert row['max_disagreement_margin'] < 0.02 * row['logit_range']
   assert row['max_abs_logit_difference'] < 0.05 * row['logit_range']
   assert row['mean_abs_logit_difference'] < 0.01 * row['logit_range']
