@@ -150,6 +150,9 @@ def distill_section() -> ml_collections.ConfigDict:
       alpha=0.0,                    # weight of T^2 * KL(teacher || student); 0 = off.
                                     # CP-JKU 2023: label-loss weight 0.02, i.e. alpha = 0.98.
       temperature=2.0,              # softmax temperature T; CP-JKU 2023: 2.
+      teacher_logits='',            # main training: the directory written by
+                                    # python -m asc_jax.compress.teacher (needed when alpha > 0);
+                                    # compress exports one from --teacher_workdir when ''.
   ))
 
 

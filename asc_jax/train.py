@@ -29,6 +29,8 @@ from asc_jax import run_files
 from asc_jax import scoring
 from asc_jax import steps
 from asc_jax.augment import translation as augment_translation
+from asc_jax.compress import distillation
+from asc_jax.compress import teacher
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
 
@@ -178,6 +180,21 @@ def finish(config: ml_collections.ConfigDict, workdir: str, run: builder.Run,
   return metrics
 
 
+def distillation_options(config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset
+                         ) -> dict:
+  """builder.build options that distill from config.distill.teacher_logits when alpha > 0."""
+  distill = config.distill
+  if distill.alpha <= 0:
+    return {}
+  directory = distill.get('teacher_logits', '')
+  if not directory:
+    raise ValueError(f'config.distill.alpha={distill.alpha} needs config.distill.teacher_logits: '
+                     'the directory written by python -m asc_jax.compress.teacher '
+                     '--workdir=TEACHER[,TEACHER2...] --out=DIR (teachers trained on this dataset).')
+  return distillation.distillation_parts(teacher.load_teacher_targets(directory, config, dataset),
+                                         distill)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optional[dict]:
   """Trains on config.data's train split (validation for model selection), scores its test split
   once at the end, writes the reports. Returns the test metrics, or None when a stop signal
@@ -191,7 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   if jax.process_index() == 0:
     run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
   translation = augment_translation.load_device_translation(config)
-  run = builder.build(config, dataset, device_augmentation=translation)
+  run = builder.build(config, dataset, device_augmentation=translation,
+                      **distillation_options(config, dataset))
   result = fit(config, workdir, dataset, run)
   if not result.completed:
     return None

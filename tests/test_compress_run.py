@@ -3,6 +3,7 @@ distilled, pruned and quantized into a new workdir, exported, and re-run by the 
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -78,8 +79,9 @@ def test_rerun_resumes_without_touching_the_source(compressed):
     compress_run.run(compressed['compress'], compressed['source'], compressed['source'])
 
 
-def test_teacher_logits_are_checked_against_the_student_dataset(compressed):
-  directory = os.path.join(compressed['workdir'], compress_run.TEACHER_DIR)
+def test_teacher_logits_are_checked_against_the_student_dataset(compressed, tmp_path):
+  directory = str(tmp_path / 'teacher')
+  shutil.copytree(os.path.join(compressed['workdir'], compress_run.TEACHER_DIR), directory)
   config = compressed['config']
   dataset = distributed.prepare_dataset(config)
   logits = teacher.load_teacher_logits(directory, config, dataset)
@@ -102,3 +104,30 @@ def test_export_agreement_counts_differing_predictions_and_their_margins():
   assert agreement['max_disagreement_margin'] == pytest.approx(0.02, abs=1e-6)
   assert agreement['max_logit_difference'] == pytest.approx(0.1, abs=1e-6)
   assert compress_run.export_agreement(student, student)['max_disagreement_margin'] == 0.0
+
+
+def test_main_training_distills_from_exported_teacher_logits(compressed, tmp_path):
+  """config.distill in main training: a teacher that always answers class 3 (alpha 1, T 1) is
+  learnt from scratch, so nearly every test clip ends up labelled class 3; no directory is an error."""
+  exported = os.path.join(compressed['workdir'], compress_run.TEACHER_DIR)
+  directory = tmp_path / 'teacher'
+  directory.mkdir()
+  with np.load(os.path.join(exported, teacher.LOGITS_FILE)) as stored:
+    filenames, logits = stored['filenames'], stored['logits']
+  constant = np.zeros_like(logits)
+  constant[:, 3] = 30.0
+  np.savez(directory / teacher.LOGITS_FILE, filenames=filenames, logits=constant)
+  with open(os.path.join(exported, teacher.METADATA_FILE)) as source:
+    (directory / teacher.METADATA_FILE).write_text(source.read())
+  config = compressed['config'].copy_and_resolve_references()
+  config.train.num_epochs = 3
+  config.distill.update(dict(alpha=1.0, temperature=1.0, teacher_logits=''))
+  with pytest.raises(ValueError, match='teacher_logits'):
+    train.train_and_evaluate(config, str(tmp_path / 'no_teacher'))
+  config.distill.teacher_logits = str(directory)
+  train.train_and_evaluate(config, str(tmp_path / 'student'))
+  with open(tmp_path / 'student' / 'predictions_test.csv') as file:
+    rows = [line.rstrip('\n').split('\t') for line in file]
+  class_names = rows[0][2:]
+  predicted = [row[1] for row in rows[1:]]
+  assert predicted.count(class_names[3]) / len(predicted) > 0.8  # one class in 10 by the labels

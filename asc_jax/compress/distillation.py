@@ -11,6 +11,7 @@ probabilities together with the labels; then call `distillation_loss_from_teache
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -44,3 +45,22 @@ def distillation_loss(student_logits: jax.Array, labels: jax.Array, teacher_logi
   return distillation_loss_from_teacher_targets(
       student_logits, labels, teacher_targets(teacher_logits, temperature), alpha=alpha,
       temperature=temperature)
+
+
+def distillation_parts(teacher_probs: np.ndarray, distill) -> dict:
+  """classifier_task options (asc_jax.builder) that distill from teacher_probs[record index]
+  ([train records, K], `teacher_targets` of the teacher logits) with config.distill's alpha and
+  temperature: a batch transform adding the teacher's probabilities before augmentation (mixup
+  mixes them like the labels) and the distillation loss."""
+  table = jnp.asarray(teacher_probs, jnp.float32)
+
+  def add_teacher_probs(batch):
+    return {**batch, 'teacher_probs': table[batch['index']]}
+
+  def loss_fn(logits, targets, batch):
+    del batch
+    return distillation_loss_from_teacher_targets(
+        logits, targets['label'], targets['teacher_probs'], alpha=distill.alpha,
+        temperature=distill.temperature)
+
+  return dict(batch_transform=add_teacher_probs, loss_fn=loss_fn)

@@ -24,7 +24,6 @@ import os
 from typing import Any, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -74,24 +73,6 @@ def student_config(source: ml_collections.ConfigDict, compress: ml_collections.C
   return config
 
 
-def distillation_parts(teacher_probs: np.ndarray, distill: ml_collections.ConfigDict) -> dict:
-  """classifier_task options that distill from teacher_probs[record index]: a batch transform
-  adding the teacher's probabilities before augmentation (mixup mixes them like the labels) and
-  the distillation loss."""
-  table = jnp.asarray(teacher_probs, jnp.float32)
-
-  def add_teacher_probs(batch):
-    return {**batch, 'teacher_probs': table[batch['index']]}
-
-  def loss_fn(logits, targets, batch):
-    del batch
-    return distillation.distillation_loss_from_teacher_targets(
-        logits, targets['label'], targets['teacher_probs'], alpha=distill.alpha,
-        temperature=distill.temperature)
-
-  return dict(batch_transform=add_teacher_probs, loss_fn=loss_fn)
-
-
 class SparsityReport:
   """Hook: per-kernel and overall sparsity scalars, every `every_steps` and at the end."""
 
@@ -131,15 +112,15 @@ def calibration_batches(dataset, config: ml_collections.ConfigDict) -> list[np.n
 def teacher_probabilities(config, dataset, workdir: str, source_workdir: str,
                           teacher_workdirs: Sequence[str], teacher_logits_dir: str,
                           mesh: jax.sharding.Mesh) -> np.ndarray:
-  """softmax(teacher logits / T) per train record; exports the logits first when needed."""
-  directory = teacher_logits_dir
+  """softmax(teacher logits / T) per train record, from teacher_logits_dir (or
+  config.distill.teacher_logits); otherwise exported first from the teacher (or source) workdirs."""
+  directory = teacher_logits_dir or config.distill.get('teacher_logits', '')
   if not directory:
     directory = os.path.join(workdir, TEACHER_DIR)
     if not os.path.exists(os.path.join(directory, teacher.METADATA_FILE)):
       teacher.export_teacher_logits(list(teacher_workdirs) or [source_workdir], directory,
                                     mesh=mesh)
-  logits = teacher.load_teacher_logits(directory, config, dataset)
-  return np.asarray(distillation.teacher_targets(jnp.asarray(logits), config.distill.temperature))
+  return teacher.load_teacher_targets(directory, config, dataset)
 
 
 def _accuracy_summary(metrics: dict) -> dict:
@@ -216,7 +197,7 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
 
   task_options = {}
   if config.distill.alpha > 0:
-    task_options = distillation_parts(
+    task_options = distillation.distillation_parts(
         teacher_probabilities(config, dataset, workdir, source_workdir, teacher_workdirs,
                               teacher_logits_dir, mesh), config.distill)
   quantized = config.quant.enabled

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from asc_jax import builder
@@ -30,6 +31,7 @@ from asc_jax import models
 from asc_jax import parallel
 from asc_jax import run_files
 from asc_jax import scoring
+from asc_jax.compress import distillation
 from asc_jax.data import datasets
 
 LOGITS_FILE = 'teacher_logits.npz'
@@ -107,6 +109,12 @@ def load_teacher_logits(directory: str, config, dataset: datasets.PreparedDatase
     raise ValueError(f'{logits_path} has no logits for {len(missing)} of the student\'s training '
                      f'files (first: {missing[0]!r}); export the teacher logits on this dataset.')
   return logits[[row_of[name] for name in student_files]]
+
+
+def load_teacher_targets(directory: str, config, dataset: datasets.PreparedDataset) -> np.ndarray:
+  """softmax(teacher logits / config.distill.temperature) per train record (load_teacher_logits)."""
+  logits = load_teacher_logits(directory, config, dataset)
+  return np.asarray(distillation.teacher_targets(jnp.asarray(logits), config.distill.temperature))
 
 
 def define_flags() -> None:
