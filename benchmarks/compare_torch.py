@@ -1,10 +1,12 @@
 """asc_jax against a PyTorch reference implementation of BC-ResNet-Mod, alternating.
 
-Both run BC-ResNet-Mod-k on the same random [batch, 256, 431] input on the same machine. The JAX
-steps are compiled once, in this process; then each round runs, for each mode (train, eval), the
-PyTorch reference once per memory format (a fresh subprocess each, warm-up included) and
-immediately after it asc_jax, so both see the same load. The ratio of a round is asc_jax's clips/s
-over the faster PyTorch format's clips/s in that round; the summary gives the median over rounds.
+Both run BC-ResNet-Mod-k on the same random [batch, mels, frames] input (default 256 x 431) on
+the same machine. The JAX steps are compiled once, in this process; then each round runs, for
+each mode (train, eval), the PyTorch reference once per memory format and allocator setting (a
+fresh subprocess each, warm-up included: glibc as it ships, and with the huge-page tunable asc_jax
+sets for itself by default) and immediately after it asc_jax, so both see the same load. The ratio
+of a round is asc_jax's clips/s over the fastest PyTorch run of that round; the summary gives the
+median, minimum and maximum over rounds.
 
 The asc_jax train step is the real one (compiled by asc_jax.builder: SpecAugment, cross-entropy with
 label smoothing, the optax chain, non-finite guard); the reference does forward, cross-entropy,
@@ -17,6 +19,7 @@ one JSON line with 'clips_per_s' last. --torch_python defaults to the first pyth
 that imports torch (a separate venv with `pip install torch==2.13.0 numpy` is what was measured).
 
   python benchmarks/compare_torch.py --rounds=3 --batch=32 --torch_script=DIR/torch_bcresnet_mod.py
+  python benchmarks/compare_torch.py --width=2 --mels=128 --frames=173 --batch=64 ...
   python benchmarks/compare_torch.py --torch_python=/path/to/venv/bin/python --modes=eval
 """
 
@@ -49,19 +52,24 @@ _WIDTH = flags.DEFINE_integer('width', 8, 'k of BC-ResNet-Mod-k.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Clips per step (both frameworks).')
 _FRAMES = flags.DEFINE_integer('frames', 431, 'Frames per clip.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps per run (median reported).')
-_TORCH_HUGE_PAGES = flags.DEFINE_bool(
-    'torch_huge_pages', False, 'Run PyTorch with the glibc huge-page tunable asc_jax sets for '
-    'itself (asc_jax/host_memory.py); off: PyTorch as it ships.')
+_MELS = flags.DEFINE_integer('mels', 256, 'Mel bins per clip.')
+_TORCH_MALLOC = flags.DEFINE_list(
+    'torch_malloc', ['shipped', 'asc_jax'],
+    'Allocator settings PyTorch runs under each round: shipped (glibc as it ships) and/or asc_jax '
+    '(the huge-page tunable asc_jax sets for itself by default, asc_jax/host_memory.py).')
+MALLOC_SETTINGS = ('shipped', 'asc_jax')
 
 
-def torch_environment() -> dict[str, str]:
-  """This process's environment, without asc_jax's huge-page tunable unless asked for."""
+def torch_environment(malloc: str) -> dict[str, str]:
+  """This process's environment for PyTorch: glibc as it ships, or with the huge-page tunable
+  asc_jax sets for itself (malloc='asc_jax', where the machine supports it)."""
   environment = dict(os.environ)
-  if not _TORCH_HUGE_PAGES.value:
-    tunables = [part for part in environment.pop('GLIBC_TUNABLES', '').split(':')
-                if part and not part.startswith(host_memory.TUNABLE)]
-    if tunables:
-      environment['GLIBC_TUNABLES'] = ':'.join(tunables)
+  tunables = [part for part in environment.pop('GLIBC_TUNABLES', '').split(':')
+              if part and not part.startswith(host_memory.TUNABLE)]
+  if tunables:
+    environment['GLIBC_TUNABLES'] = ':'.join(tunables)
+  if malloc == 'asc_jax':
+    environment = host_memory.huge_page_environment(environment) or environment
   return environment
 
 
@@ -95,16 +103,16 @@ def torch_python() -> str:
   sys.exit('no Python with torch on PATH: pass --torch_python=/path/to/venv/bin/python.')
 
 
-def torch_run(mode: str, memory_format: str) -> dict:
+def torch_run(mode: str, memory_format: str, malloc: str) -> dict:
   command = [torch_python(), torch_script(), '--json', f'--width={_WIDTH.value}',
-             f'--batch={_BATCH.value}', '--mels=256', f'--frames={_FRAMES.value}',
+             f'--batch={_BATCH.value}', f'--mels={_MELS.value}', f'--frames={_FRAMES.value}',
              f'--steps={_STEPS.value}', '--warmup=1']
   if memory_format == 'channels_last':
     command.append('--channels-last')
   if mode == 'eval':
     command.append('--eval-only')
   completed = subprocess.run(command, capture_output=True, text=True, check=False,
-                             env=torch_environment())
+                             env=torch_environment(malloc))
   if completed.returncode:
     raise RuntimeError(f'{torch_script()} failed (check that {torch_python()} has torch and '
                        f'numpy):\n{completed.stderr[-2000:]}')
@@ -113,37 +121,50 @@ def torch_run(mode: str, memory_format: str) -> dict:
 
 def main(argv):
   del argv
+  unknown = set(_TORCH_MALLOC.value) - set(MALLOC_SETTINGS)
+  if unknown:
+    sys.exit(f'--torch_malloc: unknown setting(s) {", ".join(sorted(unknown))}; choose from '
+             f'{", ".join(MALLOC_SETTINGS)}.')
   torch_script(), torch_python()   # fail before compiling anything.
-  config = harness.experiment_config(f'mod{_WIDTH.value}')
+  config = harness.experiment_config('mod8', width=float(_WIDTH.value))
+  config.features.n_mels = _MELS.value
   runners = {'train': harness.TrainRunner, 'eval': harness.EvalRunner}
   jax_steps = {}
   for mode in _MODES.value:
     jax_steps[mode] = runners[mode](config, _BATCH.value, _FRAMES.value)
     print(f'asc_jax {mode} step compiled and warm: {harness.time_calls(jax_steps[mode], 1)}',
           flush=True)
+  torch_columns = [f'torch_{memory_format}_{malloc}' for malloc in _TORCH_MALLOC.value
+                   for memory_format in _FORMATS.value]
   rows = []
   for round_index in range(1, _ROUNDS.value + 1):
     for mode in _MODES.value:
       row = dict(round=round_index, mode=mode)
-      for memory_format in _FORMATS.value:
-        row[f'torch_{memory_format}'] = torch_run(mode, memory_format)['clips_per_s']
+      for malloc in _TORCH_MALLOC.value:
+        for memory_format in _FORMATS.value:
+          row[f'torch_{memory_format}_{malloc}'] = torch_run(mode, memory_format,
+                                                             malloc)['clips_per_s']
       timing = harness.time_calls(jax_steps[mode], _STEPS.value)
       row['asc_jax'] = round(_BATCH.value / timing['median_step_s'], 2)
-      best_torch = max(row[f'torch_{memory_format}'] for memory_format in _FORMATS.value)
-      row['ratio'] = round(row['asc_jax'] / best_torch, 2)
+      row['ratio'] = round(row['asc_jax'] / max(row[column] for column in torch_columns), 2)
       rows.append(row)
       harness.print_table([row], list(row))
-  print(f'\nBC-ResNet-Mod-{_WIDTH.value}, batch {_BATCH.value}, 256 x {_FRAMES.value}, clips/s '
-        '(ratio = asc_jax / faster PyTorch format, same round):')
+  shape = f'{_MELS.value} x {_FRAMES.value}'
+  print(f'\nBC-ResNet-Mod-{_WIDTH.value}, batch {_BATCH.value}, {shape}, clips/s (ratio = '
+        'asc_jax / the fastest PyTorch format and allocator, same round):')
   harness.print_table(rows, list(rows[0]))
-  summary = {mode: statistics.median(row['ratio'] for row in rows if row['mode'] == mode)
-             for mode in _MODES.value}
-  print('median ratio: ' + ', '.join(f'{mode} {ratio:.2f}x' for mode, ratio in summary.items()))
-  suffix = '_torch_huge_pages' if _TORCH_HUGE_PAGES.value else ''
-  harness.write_results(f'compare_torch_mod{_WIDTH.value}_b{_BATCH.value}{suffix}',
-                        dict(rounds=rows, median_ratio=summary, batch=_BATCH.value,
-                             frames=_FRAMES.value, torch_huge_pages=_TORCH_HUGE_PAGES.value,
-                             torch_script=os.path.basename(torch_script())))
+  summary = {}
+  for mode in _MODES.value:
+    ratios = [row['ratio'] for row in rows if row['mode'] == mode]
+    summary[mode] = dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios),
+                         rounds=len(ratios))
+  print('ratio over rounds: ' + ', '.join(
+      f'{mode} median {value["median"]:.2f}x ({value["min"]:.2f}-{value["max"]:.2f}, '
+      f'{value["rounds"]} rounds)' for mode, value in summary.items()))
+  harness.write_results(
+      f'compare_torch_mod{_WIDTH.value}_b{_BATCH.value}_{_MELS.value}x{_FRAMES.value}',
+      dict(rounds=rows, ratio=summary, batch=_BATCH.value, mels=_MELS.value, frames=_FRAMES.value,
+           torch_malloc=_TORCH_MALLOC.value, torch_script=os.path.basename(torch_script())))
 
 
 if __name__ == '__main__':

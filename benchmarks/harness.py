@@ -25,6 +25,7 @@ import numpy as np
 import soundfile
 
 from asc_jax import builder
+from asc_jax import console
 from asc_jax import host_memory
 from asc_jax import parallel
 from asc_jax.data import tau2020
@@ -36,9 +37,15 @@ TAU_SECONDS = 10.0
 
 
 def run(main: Callable) -> None:
-  """Runs a benchmark's absl main the way asc_jax's commands run (host_memory's huge pages)."""
+  """Runs a benchmark's absl main the way asc_jax's commands run: host_memory's huge pages, and
+  the quiet console of asc_jax.console (third-party INFO logs off unless --verbosity asks)."""
   host_memory.reexec_with_huge_pages()
-  app.run(main)
+
+  def quiet_main(argv):
+    console.setup()
+    return main(argv)
+
+  app.run(quiet_main)
 
 
 def experiment_config(variant: str = 'mod8', **model_overrides) -> ml_collections.ConfigDict:
