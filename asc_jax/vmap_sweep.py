@@ -74,6 +74,12 @@ class RunGroup:
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: datasets.PreparedDataset,
                members: Sequence[Member], devices: Optional[Sequence[jax.Device]] = None):
+    unsupported = [key for key, value in (('distill.alpha', config.distill.alpha),
+                                          ('augment.translation_p', config.augment.translation_p))
+                   if value > 0]
+    if unsupported:
+      raise ValueError(f'{", ".join(unsupported)} > 0: distillation and device translation are not '
+                       'part of a vmapped run group; sweep these runs without --vmap.')
     self.config, self.dataset, self.members = config, dataset, tuple(members)
     self.seeds = np.asarray([member.seed for member in self.members], np.int32)
     self.run = builder.build(config, dataset, devices, members=len(self.members))

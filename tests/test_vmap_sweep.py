@@ -6,6 +6,7 @@ import copy
 
 import jax
 import numpy as np
+import pytest
 
 from asc_jax import ablate
 from asc_jax import builder
@@ -69,3 +70,12 @@ def test_ablate_groups_runs_that_share_a_compiled_program():
     groups.setdefault(ablate.program_key(run), []).append(run)
   assert list(groups) == [(('model.norm_lambda', 0.0),), (('model.norm_lambda', 0.5),)]
   assert [len(group) for group in groups.values()] == [8, 8]   # 2 rates x 2 decays x 2 seeds
+
+
+@pytest.mark.parametrize('key', ['distill.alpha', 'augment.translation_p'])
+def test_a_run_group_refuses_what_it_would_leave_out(key):
+  config = tiny_config('unused')
+  section, name = key.split('.')
+  config[section][name] = 0.5
+  with pytest.raises(ValueError, match=key.replace('.', r'\.')):
+    vmap_sweep.RunGroup(config, None, [vmap_sweep.Member(0, ())])
