@@ -204,12 +204,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
                      'of compression; train without it, then run python -m asc_jax.compress '
                      '--source_workdir=THIS_RUN (configs/compress.py sets the pruning schedule).')
   dataset = distributed.prepare_dataset(config)
+  distill = distillation_options(config, dataset)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
   translation = augment_translation.load_device_translation(config)
-  run = builder.build(config, dataset, device_augmentation=translation,
-                      **distillation_options(config, dataset))
+  run = builder.build(config, dataset, device_augmentation=translation, **distill)
   result = fit(config, workdir, dataset, run)
   if not result.completed:
     return None

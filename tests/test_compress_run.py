@@ -124,6 +124,7 @@ def test_main_training_distills_from_exported_teacher_logits(compressed, tmp_pat
   config.distill.update(dict(alpha=1.0, temperature=1.0, teacher_logits=''))
   with pytest.raises(ValueError, match='teacher_logits'):
     train.train_and_evaluate(config, str(tmp_path / 'no_teacher'))
+  assert not (tmp_path / 'no_teacher').exists()   # refused before anything is written
   config.distill.teacher_logits = str(directory)
   train.train_and_evaluate(config, str(tmp_path / 'student'))
   with open(tmp_path / 'student' / 'predictions_test.csv') as file:
