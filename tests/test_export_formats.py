@@ -74,6 +74,9 @@ def test_tflite_runs_in_tflite_micro_and_litert_with_the_same_integers(exported)
   for row in (rows['tflite-micro'], rows['ai-edge-litert']):
     assert row['clips'] == 90 and row['top1_agreement'] >= 0.85
     assert row['mean_abs_logit_difference'] < 0.05 * row['logit_range']
+  between = exported['report']['tflite']['runtimes_agreement']
+  assert 0.85 <= between['top1_agreement'] <= 1.0
+  assert between['identical_outputs'] <= between['top1_agreement']
 
 
 @pytest.mark.parametrize('activations', ['int8', 'int16'])
@@ -105,6 +108,7 @@ def test_float_kernel_tflite_computes_the_int8_runtime_in_tflite_micro_and_liter
     assert row['clips'] == 90 and row['top1_agreement'] >= 0.99
     assert row['mean_abs_logit_difference'] < 1e-3 * row['logit_range']
     assert row['max_disagreement_margin'] < 0.02 * row['logit_range']
+  assert tfl['runtimes_agreement']['top1_agreement'] >= 0.99   # float kernels: no chaotic roundings
   header = open(os.path.join(str(tmp_path), artifacts.HEADER_FILE), encoding='utf-8').read()
   assert 'float32 kernels' in header
   snippet = open(os.path.join(str(tmp_path), artifacts.SNIPPET_FILE), encoding='utf-8').read()

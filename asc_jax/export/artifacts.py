@@ -144,10 +144,10 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
                                test['logmel'])
     arena = runtimes.tflite_micro_arena_bytes(model.data)
     header_arena = int(np.ceil(arena * ARENA_MARGIN / 16) * 16)
-    compare(TFLITE_FILE, 'tflite-micro', model.output_scale.dequantize(
-        runtimes.run_tflite_micro(model.data, quantized_input, header_arena)))
-    compare(TFLITE_FILE, 'ai-edge-litert', model.output_scale.dequantize(
-        runtimes.run_litert(model.data, quantized_input)))
+    micro = runtimes.run_tflite_micro(model.data, quantized_input, header_arena)
+    litert = runtimes.run_litert(model.data, quantized_input)
+    compare(TFLITE_FILE, 'tflite-micro', model.output_scale.dequantize(micro))
+    compare(TFLITE_FILE, 'ai-edge-litert', model.output_scale.dequantize(litert))
     sources = [scale.source for scale in model.scales.values()]
     report['tflite'] = dict(
         file=TFLITE_FILE, activations=tflite_activations, arena_bytes=arena,
@@ -157,7 +157,8 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
         output_dtype=model.output_scale.dtype, output_scale=model.output_scale.scale,
         output_zero_point=model.output_scale.zero_point,
         op_counts=model.op_counts, clipped_weights=model.clipped_weights,
-        scales={kind: sources.count(kind) for kind in ('qat', 'fixed', 'calibrated')})
+        scales={kind: sources.count(kind) for kind in ('qat', 'fixed', 'calibrated')},
+        runtimes_agreement=report_lib.runtimes_agreement(micro, litert))
     if 'c' in formats:
       header = c_array.header(model.data, 'model_int8', arena_bytes=header_arena,
                               input_scale=model.input_scale.scale,
