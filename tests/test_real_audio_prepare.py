@@ -129,6 +129,23 @@ def test_devices_json_names_each_microphone_and_audio_is_22k_4s_16bit(benchmark)
   assert not np.allclose(a, s4, atol=1e-3)   # a microphone changes the clip
 
 
+def test_all_seen_validation_devices_change_validation_only(benchmark):
+  root, us8k, irs, out, _ = benchmark
+  all_seen = root / 'all_seen'
+  run_prepare(us8k, irs, all_seen, '--p_seen=0.5', '--validation_fraction=0.25',
+              '--validation_devices=all_seen')
+  split_rows = lambda rows, split: sorted(tuple(row.values()) for row in rows
+                                          if row['split'] == split)
+  sampled, balanced = read_meta(out), read_meta(all_seen)
+  assert split_rows(balanced, 'train') == split_rows(sampled, 'train')
+  assert split_rows(balanced, 'test') == split_rows(sampled, 'test')
+  assert set(split_rows(sampled, 'validation')) < set(split_rows(balanced, 'validation'))
+  devices = collections.Counter(row['device'] for row in balanced if row['split'] == 'validation')
+  assert devices == {device: devices['a'] for device in {'a'} | SEEN}
+  assert json.loads((all_seen / 'devices.json').read_text())['protocol'][
+      'validation_devices'] == 'all_seen'
+
+
 def test_same_inputs_give_identical_outputs_and_existing_out_is_kept(benchmark):
   root, us8k, irs, out, _ = benchmark
   again = root / 'again'

@@ -24,7 +24,7 @@ def reference():
   return module
 
 
-@pytest.mark.parametrize('variant', ['plain', 'runlocal'])
+@pytest.mark.parametrize('variant', ['plain', 'plain_50', 'runlocal'])
 def test_learning_rate_is_asc_jax_schedule(reference, variant):
   train = real_audio.get_config(variant).train
   steps_per_epoch = 1999 // train.batch_size
