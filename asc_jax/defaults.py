@@ -56,6 +56,10 @@ def data_section(name: str, builder_config: str = '') -> ml_collections.ConfigDi
       # validation locations (this key is not read). 0 = no validation split.
       validation_fraction=0.3,
       validation_seed=0,            # seed of the hold-out (numpy Generator [seed, stratum]).
+      # Out-of-fold teachers: 'k/K' trains on every recording group of the train split but fold
+      # k of K (asc_jax/data/cross_fit.py); '' = the whole train split.
+      cross_fit='',
+      cross_fit_seed=0,             # seed that deals the groups into the K folds.
       num_workers=0,                # feature-extraction processes; 0 = all cores.
       # Devices reported together ('name=dev,dev;name=dev'); '' = DCASE's real a,b,c / seen
       # s1-s3 / unseen s4-s6.

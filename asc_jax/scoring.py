@@ -15,6 +15,7 @@ from jax.experimental import multihost_utils
 
 from asc_jax import console
 from asc_jax import parallel
+from asc_jax.data import records
 from asc_jax.data import input_pipeline
 
 
@@ -59,10 +60,6 @@ def score_split(eval_step: Callable, state: Any, source: Any, *, batch_size: int
   return scored
 
 
-def record_filenames(source: Any, chunk: int = 256) -> list[str]:
+def record_filenames(source: Any) -> list[str]:
   """The 'filename' of every record of a source, in record order."""
-  names = []
-  for start in range(0, len(source), chunk):
-    names.extend(record['filename'] for record in
-                 source.__getitems__(list(range(start, min(start + chunk, len(source))))))
-  return names
+  return [name for name, in records.record_fields(source, 'filename')]

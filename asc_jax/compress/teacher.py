@@ -2,7 +2,9 @@
 
 Files (in one directory, never pickled):
   teacher_logits.npz   'filenames' (unicode [N]) and 'logits' (float32 [N, classes]) of every
-                       record of the train split; with several teachers, their mean logits;
+                       record of the train split; with several teachers, their mean logits
+                       (with cross-fit teachers, config.data.cross_fit, the mean of those that
+                       held the record out: out-of-fold logits);
   teacher_logits.json  dataset, class names, device names, clip length, feature parameters and
                        the teacher workdirs. A student loads the logits only when its dataset has
                        the same classes and front end, and every one of its training files is there.
@@ -32,7 +34,9 @@ from asc_jax import parallel
 from asc_jax import run_files
 from asc_jax import scoring
 from asc_jax.compress import distillation
+from asc_jax.data import cross_fit
 from asc_jax.data import datasets
+from asc_jax.data import records
 
 LOGITS_FILE = 'teacher_logits.npz'
 METADATA_FILE = 'teacher_logits.json'
@@ -48,15 +52,55 @@ def _metadata(config, dataset: datasets.PreparedDataset, workdirs: Sequence[str]
               num_examples=int(dataset.num_examples['train']))
 
 
+def _full_train_config(config):
+  """(config reading the whole train split, (k, K) or None): a cross-fit teacher's fold."""
+  spec = config.data.get('cross_fit', '')
+  if not spec:
+    return config, None
+  full = config.copy_and_resolve_references()
+  full.data.cross_fit = ''
+  return full, cross_fit.parse(spec) + (int(config.data.get('cross_fit_seed', 0)),)
+
+
+def _held_out(dataset: datasets.PreparedDataset, fold: Optional[tuple]) -> np.ndarray:
+  """bool [train records]: the records this teacher never trained on (all, for fold None)."""
+  if fold is None:
+    return np.ones(dataset.num_examples['train'], dtype=bool)
+  k, folds, seed = fold
+  groups = [group for group, in records.record_fields(dataset.sources['train'], 'identifier')]
+  return cross_fit.group_folds(groups, folds, seed) == k
+
+
+def _check_out_of_fold(workdirs: Sequence[str], folds: Sequence[Optional[tuple]],
+                       counts: np.ndarray) -> None:
+  """Raises unless the teachers are all whole-split or all cross-fit teachers of one K and seed
+  that, together, hold out every training record."""
+  kinds = {None if fold is None else fold[1:] for fold in folds}
+  if len(kinds) > 1:
+    raise ValueError(f'teachers {list(workdirs)} mix config.data.cross_fit settings '
+                     f'{sorted(str(fold) for fold in folds)}: pass either whole-split teachers or '
+                     'cross-fit teachers of one K and cross_fit_seed (k = 0..K-1).')
+  if folds[0] is not None and not counts.all():
+    folds_count = folds[0][1]
+    raise ValueError(f'{int((counts == 0).sum())} training records are held out by no teacher: '
+                     f'the cross-fit teachers cover folds {sorted({fold[0] for fold in folds})} '
+                     f'of {folds_count}; train the missing ones (config.data.cross_fit='
+                     f'k/{folds_count}) and pass them too.')
+
+
 def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'latest',
                           mesh: Optional[jax.sharding.Mesh] = None) -> str:
-  """Scores the train split with each teacher workdir and writes their mean logits to out_dir."""
+  """Scores the train split with each teacher workdir and writes their mean logits to out_dir.
+
+  Cross-fit teachers (config.data.cross_fit='k/K', one per k) give out-of-fold logits: each
+  record gets the mean of the teachers that held it out, never a teacher that trained on it.
+  """
   if not workdirs:
     raise ValueError('no teacher workdir given: pass at least one trained workdir.')
   mesh = mesh or parallel.make_mesh()
-  logits, metadata, filenames = [], None, None
+  total, counts, metadata, filenames, folds = None, None, None, None, []
   for workdir in workdirs:
-    config = run_files.load_config(workdir)
+    config, fold = _full_train_config(run_files.load_config(workdir))
     dataset = distributed.prepare_dataset(config)
     this = _metadata(config, dataset, workdirs)
     if metadata is not None and any(this[key] != metadata[key] for key in
@@ -69,11 +113,17 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
     scored = scoring.score_split(eval_step, state, dataset.sources['train'],
                                  batch_size=config.train.eval_batch_size,
                                  device_names=dataset.device_names, mesh=mesh, name='teacher')
-    logits.append(scored['logits'].astype(np.float32))
+    held_out = _held_out(dataset, fold)
+    logits = np.where(held_out[:, None], scored['logits'].astype(np.float64), 0.0)
+    total = logits if total is None else total + logits
+    counts = held_out.astype(np.int64) if counts is None else counts + held_out
     filenames = scoring.record_filenames(dataset.sources['train'])
+    folds.append(fold)
+  _check_out_of_fold(workdirs, folds, counts)
+  metadata['cross_fit'] = [None if fold is None else f'{fold[0]}/{fold[1]}' for fold in folds]
   buffer = io.BytesIO()
   np.savez(buffer, filenames=np.asarray(filenames, dtype=str),
-           logits=np.mean(logits, axis=0).astype(np.float32))
+           logits=(total / counts[:, None]).astype(np.float32))
   if jax.process_index() == 0:
     fileio.atomic_write_bytes(os.path.join(out_dir, LOGITS_FILE), buffer.getvalue())
     fileio.atomic_write_json(os.path.join(out_dir, METADATA_FILE), metadata)

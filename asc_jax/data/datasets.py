@@ -12,6 +12,7 @@ import ml_collections
 
 from asc_jax.data import audio_folder
 from asc_jax.data import builder_base
+from asc_jax.data import cross_fit
 from asc_jax.data import synthetic_scenes
 from asc_jax.data import tau2020
 
@@ -80,14 +81,15 @@ def builder_class(name: str) -> type:
 
 
 def prepare(config: ml_collections.ConfigDict) -> PreparedDataset:
-  """Builds the dataset config.data names with config.features (unless built), then reads it."""
+  """Builds the dataset config.data names with config.features (unless built), then reads it;
+  with config.data.cross_fit 'k/K', its train split lacks fold k (cross_fit.hold_out_fold)."""
   builder = builder_class(config.data.name)
   path = builder_base.prepared_path(builder, config.data.data_dir, builder.config_from(config).name)
   if not builder_base.is_prepared(path):
     builder.from_config(config).build()
   sources, info = builder_base.read_prepared(path)
   params = dict(info.metadata['feature_params'])
-  return PreparedDataset(
+  dataset = PreparedDataset(
       sources={split: DecodedSource(source) for split, source in sources.items()},
       class_names=tuple(info.features['label'].names),
       device_names=tuple(info.metadata['device_names']),
@@ -98,3 +100,7 @@ def prepare(config: ml_collections.ConfigDict) -> PreparedDataset:
       input_shape=tuple(info.features['logmel'].shape),
       prepared_dir=path,
       device_groups=config.data.get('device_groups', ''))
+  if config.data.get('cross_fit', ''):
+    return cross_fit.hold_out_fold(dataset, config.data.cross_fit,
+                                   config.data.get('cross_fit_seed', 0))
+  return dataset
