@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from asc_jax import evaluate
+from asc_jax import metric_writer
 from asc_jax.configs import real_audio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,9 +18,15 @@ SCRIPT = os.path.join(ROOT, 'benchmarks', 'real_audio', 'summarize.py')
 DEVICES = ('a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6')
 
 
-def write_workdir(path, seed: int, accuracies: dict) -> None:
-  """An asc_jax workdir's eval_test.json and config.json with 10 test clips per device."""
+def write_workdir(path, seed: int, accuracies: dict, validation=()) -> None:
+  """An asc_jax workdir's eval_test.json and config.json with 10 test clips per device, and its
+  metrics.jsonl with the (accuracy, log loss) validation scores `validation`."""
   os.makedirs(path)
+  with open(os.path.join(path, metric_writer.HISTORY_FILE), 'w') as file:
+    for step, (accuracy, log_loss) in enumerate(validation, start=1):
+      file.write(json.dumps({'step': 10 * step, 'train/loss': 1.0}) + '\n')
+      file.write(json.dumps({'step': 10 * step, 'validation/accuracy': accuracy,
+                             'validation/log_loss': log_loss}) + '\n')
   per_device = {name: {'accuracy': value, 'count': 10, 'log_loss': 1.0}
                 for name, value in accuracies.items()}
   overall = sum(accuracies.values()) / len(accuracies)
@@ -36,8 +43,9 @@ def test_records_runs_and_summarizes_groups_over_seeds(tmp_path):
   # seed 0: a 100 %, seen 50 % (one device at 100 %, four at 37.5 %), unseen 0 %.
   write_workdir(tmp_path / 'runs' / 'r0', 0, {'a': 1.0, 'b': 1.0, 'c': 0.375, 's1': 0.375,
                                               's2': 0.375, 's3': 0.375, 's4': 0.0, 's5': 0.0,
-                                              's6': 0.0})
-  write_workdir(tmp_path / 'runs' / 'r1', 1, {name: 0.5 for name in DEVICES})
+                                              's6': 0.0}, validation=[(0.4, 1.5), (0.6, 1.7), (0.5, 1.2)])
+  write_workdir(tmp_path / 'runs' / 'r1', 1, {name: 0.5 for name in DEVICES},
+                validation=[(0.8, 1.0)])
   subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
                   f'--asc=recipe={tmp_path}/runs/r*'], check=True, capture_output=True)
   assert sorted(os.listdir(results)) == [
@@ -53,6 +61,12 @@ def test_records_runs_and_summarizes_groups_over_seeds(tmp_path):
   assert entry['a']['mean'] == pytest.approx(0.75)
   assert entry['a']['std'] == pytest.approx(0.3535534)   # sample standard deviation
   assert entry['unseen']['mean'] == pytest.approx(0.25)
+  # validation: the best accuracy and the lowest log loss of each run, whatever their steps.
+  assert [(row['validation_accuracy'], row['validation_log_loss']) for row in rows] == [
+      ('60.00', '1.200'), ('80.00', '1.000')]
+  assert entry['validation_accuracy']['mean'] == pytest.approx(0.7)
+  assert entry['validation_log_loss']['mean'] == pytest.approx(1.1)
+  assert '70.0 / 1.10' in (results / 'real_audio_summary.md').read_text()
   # The records stand without the workdirs: rebuilding the tables needs only results/.
   for name in ('r0', 'r1'):
     os.remove(tmp_path / 'runs' / name / 'eval_test.json')

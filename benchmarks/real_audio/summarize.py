@@ -12,7 +12,9 @@ Reads
 and writes real_audio_runs.csv (every run), real_audio_summary.csv / .json / .md (per variant).
 Accuracy is reported overall and per device group of the benchmark: a (the clips themselves),
 seen (b, c, s1, s2, s3) and unseen (s4, s5, s6), all on the test split; `checkpoint` says which
-weights were scored (final, or the best by validation accuracy). Nothing here selects on test.
+weights were scored (final, or the best by validation accuracy). An asc_jax run's record also
+holds its validation scores (the best validation accuracy and the lowest validation log loss of
+its metrics.jsonl): the figures recipes are chosen by. Nothing here selects on test.
 
   python benchmarks/real_audio/summarize.py --asc plain='runs/real_audio_plain_s*' \
       --asc recipe='runs/real_audio_recipe_s*' --compressed int8='runs/*_compressed_s*'
@@ -27,11 +29,13 @@ import statistics
 import sys
 import tempfile
 
+from asc_jax import metric_writer
 from train_torch_reference import GROUPS   # the benchmark's device groups (a, seen, unseen)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 DEFAULT_RESULTS = os.path.join(REPO, 'benchmarks', 'results')
 COLUMNS = ('overall', 'a', 'seen', 'unseen')
+VALIDATION = ('validation_accuracy', 'validation_log_loss')
 
 
 def group_accuracies(per_device: dict) -> dict:
@@ -52,6 +56,18 @@ def record(metrics: dict) -> dict:
   """The fields every table row needs from a metrics dict (asc_jax.evaluate or the torch one)."""
   return dict(overall=metrics['accuracy'], log_loss=metrics['log_loss'],
               **group_accuracies(metrics['per_device']))
+
+
+def validation_scores(workdir: str) -> dict:
+  """{'validation_accuracy': best, 'validation_log_loss': lowest} over the run's validation
+  scores; {} when it logged none."""
+  history = metric_writer.read_history(workdir)
+  accuracies = [row['validation/accuracy'] for row in history if 'validation/accuracy' in row]
+  losses = [row['validation/log_loss'] for row in history if 'validation/log_loss' in row]
+  if not accuracies:
+    return {}
+  return dict(validation_accuracy=max(accuracies), validation_log_loss=min(losses),
+              validation_scores=len(accuracies))
 
 
 def atomic_json(path: str, payload: dict) -> None:
@@ -86,7 +102,7 @@ def record_asc_runs(spec: str, results: str) -> None:
     atomic_json(os.path.join(results, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
         framework='asc_jax', variant=label, seed=config['seed'], workdir=os.path.abspath(workdir),
         checkpoint=test['checkpoint'], step=test['step'], split=test['split'],
-        test=record(test), per_device=test['per_device'],
+        test=record(test), per_device=test['per_device'], **validation_scores(workdir),
         config={key: config[key] for key in ('model', 'train', 'augment', 'features')}))
 
 
@@ -120,7 +136,8 @@ def asc_rows(results: str) -> list[dict]:
   for path in sorted(glob.glob(os.path.join(results, 'real_audio_asc_*_seed*.json'))):
     run = read_json(path)
     rows.append(dict(framework='asc_jax', variant=run['variant'], seed=run['seed'],
-                     checkpoint=run['checkpoint'], **run['test']))
+                     checkpoint=run['checkpoint'], **run['test'],
+                     **{key: run[key] for key in VALIDATION if key in run}))
   for path in sorted(glob.glob(os.path.join(results, 'real_audio_compressed_*_seed*.json'))):
     run = read_json(path)
     for part, checkpoint in (('source', 'source'), ('student', 'final (fake-quantized)'),
@@ -138,8 +155,10 @@ def summarize(rows: list[dict]) -> list[dict]:
   summary = []
   for (framework, variant, checkpoint), members in groups.items():
     entry = dict(framework=framework, variant=variant, checkpoint=checkpoint, seeds=len(members))
-    for column in (*COLUMNS, 'log_loss'):
+    for column in (*COLUMNS, 'log_loss', *VALIDATION):
       values = [member[column] for member in members if column in member]
+      if column in VALIDATION and len(values) < len(members):
+        continue   # validation scores of every seed, or none
       entry[column] = dict(mean=statistics.fmean(values),
                            std=statistics.stdev(values) if len(values) > 1 else 0.0)
     summary.append(entry)
@@ -147,15 +166,14 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def write_tables(rows: list[dict], summary: list[dict], results: str) -> None:
-  run_columns = ('framework', 'variant', 'seed', 'checkpoint', *COLUMNS, 'log_loss')
+  run_columns = ('framework', 'variant', 'seed', 'checkpoint', *COLUMNS, 'log_loss', *VALIDATION)
   with open(os.path.join(results, 'real_audio_runs.csv'), 'w', newline='') as file:
     writer = csv.writer(file, lineterminator='\n')
     writer.writerow(run_columns)
     for row in rows:
-      writer.writerow([f'{100 * row[c]:.2f}' if c in COLUMNS else
-                       f'{row[c]:.3f}' if c == 'log_loss' else row[c] for c in run_columns])
+      writer.writerow([cell(row, c) for c in run_columns])
   header = ['framework', 'variant', 'checkpoint', 'seeds', *(f'{c} %' for c in COLUMNS),
-            'log loss']
+            'log loss', 'validation acc % / log loss']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   with open(os.path.join(results, 'real_audio_summary.csv'), 'w', newline='') as file:
     writer = csv.writer(file, lineterminator='\n')
@@ -163,14 +181,34 @@ def write_tables(rows: list[dict], summary: list[dict], results: str) -> None:
     for entry in summary:
       cells = [entry['framework'], entry['variant'], entry['checkpoint'], entry['seeds'],
                *(f'{100 * entry[c]["mean"]:.2f} +- {100 * entry[c]["std"]:.2f}' for c in COLUMNS),
-               f'{entry["log_loss"]["mean"]:.3f} +- {entry["log_loss"]["std"]:.3f}']
+               f'{entry["log_loss"]["mean"]:.3f} +- {entry["log_loss"]["std"]:.3f}',
+               validation_cell(entry)]
       writer.writerow(cells)
       lines.append('| ' + ' | '.join(str(cell).replace('+-', '±') for cell in cells) + ' |')
   atomic_json(os.path.join(results, 'real_audio_summary.json'), {'variants': summary})
   with open(os.path.join(results, 'real_audio_summary.md'), 'w') as file:
-    file.write('Test split of the real-audio benchmark, mean ± standard deviation over seeds.\n\n')
+    file.write('Test split of the real-audio benchmark, mean ± standard deviation over seeds; '
+               'validation: mean over seeds of the best validation accuracy / the lowest '
+               'validation log loss (asc_jax runs recorded with their metrics).\n\n')
     file.write('\n'.join(lines) + '\n')
   print('\n'.join(lines))
+
+
+def cell(row: dict, column: str) -> str:
+  """A runs-table cell: accuracies in %, log losses to 3 places, '' where the run has none."""
+  if column not in row:
+    return ''
+  if column in COLUMNS or column == 'validation_accuracy':
+    return f'{100 * row[column]:.2f}'
+  return f'{row[column]:.3f}' if column.endswith('log_loss') else str(row[column])
+
+
+def validation_cell(entry: dict) -> str:
+  """'best accuracy / lowest log loss' (means over seeds), '' without validation records."""
+  if 'validation_accuracy' not in entry:
+    return ''
+  return (f'{100 * entry["validation_accuracy"]["mean"]:.1f} / '
+          f'{entry["validation_log_loss"]["mean"]:.2f}')
 
 
 def main(argv=None) -> int:
