@@ -2,6 +2,7 @@
 but fold k, and the teacher-logit export gives each training record only the logits of the
 teacher that never saw it, on the real tiny TFDS build with real trained teachers."""
 
+import json
 import os
 
 import numpy as np
@@ -98,3 +99,11 @@ def test_out_of_fold_teacher_logits(tiny_data_dir, tmp_path):
                               device_names=dataset.device_names, mesh=mesh)['logits']
     np.testing.assert_allclose(exported[folds == k], own[folds == k], rtol=1e-5, atol=1e-5)
     assert np.abs(exported[folds != k] - own[folds != k]).max() > 1e-3
+  # The metadata scores the out-of-fold logits against the labels: K-fold cross-validation.
+  labels = np.asarray([label for label, in records.record_fields(dataset.sources['train'],
+                                                                  'label')])
+  with open(os.path.join(out, teacher.METADATA_FILE)) as file:
+    scores = json.load(file)['out_of_fold']
+  assert scores['count'] == len(labels)
+  assert scores['accuracy'] == pytest.approx(np.mean(exported.argmax(-1) == labels))
+  assert sum(group['count'] for group in scores['per_device_group'].values()) <= len(labels)

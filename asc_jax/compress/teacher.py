@@ -6,8 +6,11 @@ Files (in one directory, never pickled):
                        (with cross-fit teachers, config.data.cross_fit, the mean of those that
                        held the record out: out-of-fold logits);
   teacher_logits.json  dataset, class names, device names, clip length, feature parameters and
-                       the teacher workdirs. A student loads the logits only when its dataset has
-                       the same classes and front end, and every one of its training files is there.
+                       the teacher workdirs; with cross-fit teachers also `out_of_fold`: accuracy
+                       and log loss of the out-of-fold logits against the labels, overall and per
+                       device group (K-fold cross-validation over the whole train split). A student
+                       loads the logits only when its dataset has the same classes and front end,
+                       and every one of its training files is there.
 
   python -m asc_jax.compress.teacher --workdir=TEACHER[,TEACHER2...] --out=DIR
 """
@@ -26,6 +29,7 @@ import numpy as np
 from asc_jax import builder
 from asc_jax import console
 from asc_jax import distributed
+from asc_jax import evaluate
 from asc_jax import fileio
 from asc_jax import host_memory
 from asc_jax import inference
@@ -88,6 +92,19 @@ def _check_out_of_fold(workdirs: Sequence[str], folds: Sequence[Optional[tuple]]
                      f'k/{folds_count}) and pass them too.')
 
 
+def _out_of_fold_scores(logits: np.ndarray, scored: dict,
+                        dataset: datasets.PreparedDataset) -> dict:
+  """Accuracy and log loss of out-of-fold logits, overall and per device group: the K-fold
+  cross-validation score of the teachers' recipe over the whole train split."""
+  metrics = evaluate.compute_metrics(
+      logits, scored['label'], scored['device'], dataset.class_names, dataset.device_names,
+      evaluate.parse_device_groups(dataset.device_groups))
+  return dict(accuracy=metrics['accuracy'], log_loss=metrics['log_loss'], count=metrics['count'],
+              per_device_group={name: dict(accuracy=group['accuracy'], log_loss=group['log_loss'],
+                                           count=group['count'])
+                                for name, group in metrics['per_device_group'].items()})
+
+
 def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'latest',
                           mesh: Optional[jax.sharding.Mesh] = None) -> str:
   """Scores the train split with each teacher workdir and writes their mean logits to out_dir.
@@ -120,10 +137,12 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
     filenames = scoring.record_filenames(dataset.sources['train'])
     folds.append(fold)
   _check_out_of_fold(workdirs, folds, counts)
+  mean_logits = (total / counts[:, None]).astype(np.float32)
   metadata['cross_fit'] = [None if fold is None else f'{fold[0]}/{fold[1]}' for fold in folds]
+  if folds[0] is not None:
+    metadata['out_of_fold'] = _out_of_fold_scores(mean_logits, scored, dataset)
   buffer = io.BytesIO()
-  np.savez(buffer, filenames=np.asarray(filenames, dtype=str),
-           logits=(total / counts[:, None]).astype(np.float32))
+  np.savez(buffer, filenames=np.asarray(filenames, dtype=str), logits=mean_logits)
   if jax.process_index() == 0:
     fileio.atomic_write_bytes(os.path.join(out_dir, LOGITS_FILE), buffer.getvalue())
     fileio.atomic_write_json(os.path.join(out_dir, METADATA_FILE), metadata)
@@ -179,7 +198,13 @@ def main(argv):
   if len(argv) > 1 or not values.workdir or not values.out:
     raise app.UsageError('usage: python -m asc_jax.compress.teacher --workdir=DIR[,DIR] --out=DIR')
   console.setup()
-  print(os.path.join(export_teacher_logits(values.workdir, values.out, values.which), LOGITS_FILE))
+  out = export_teacher_logits(values.workdir, values.out, values.which)
+  with open(os.path.join(out, METADATA_FILE), encoding='utf-8') as file:
+    scores = json.load(file).get('out_of_fold')
+  if scores:
+    console.note(f'out-of-fold (cross-validation) accuracy {100 * scores["accuracy"]:.2f} %, '
+                 f'log loss {scores["log_loss"]:.3f} on {scores["count"]} training clips')
+  print(os.path.join(out, LOGITS_FILE))
 
 
 if __name__ == '__main__':
