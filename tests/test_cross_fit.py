@@ -79,7 +79,7 @@ def test_out_of_fold_teacher_logits(tiny_data_dir, tmp_path):
   teachers = [_teacher(config, str(tmp_path / f'teacher{k}'), f'{k}/2') for k in range(2)]
   whole = _teacher(config, str(tmp_path / 'whole'), '')
 
-  with pytest.raises(ValueError, match='held out by no teacher'):
+  with pytest.raises(ValueError, match=r'fold\(s\) \[1\] of 2 are held out by no teacher'):
     teacher.export_teacher_logits(teachers[:1], str(tmp_path / 'one'))
   with pytest.raises(ValueError, match='mix config.data.cross_fit'):
     teacher.export_teacher_logits(teachers + [whole], str(tmp_path / 'mixed'))

@@ -57,7 +57,7 @@ def _metadata(config, dataset: datasets.PreparedDataset, workdirs: Sequence[str]
 
 
 def _full_train_config(config):
-  """(config reading the whole train split, (k, K) or None): a cross-fit teacher's fold."""
+  """(config reading the whole train split, (k, K, cross_fit_seed) or None): a teacher's fold."""
   spec = config.data.get('cross_fit', '')
   if not spec:
     return config, None
@@ -75,21 +75,21 @@ def _held_out(dataset: datasets.PreparedDataset, fold: Optional[tuple]) -> np.nd
   return cross_fit.group_folds(groups, folds, seed) == k
 
 
-def _check_out_of_fold(workdirs: Sequence[str], folds: Sequence[Optional[tuple]],
-                       counts: np.ndarray) -> None:
-  """Raises unless the teachers are all whole-split or all cross-fit teachers of one K and seed
-  that, together, hold out every training record."""
+def _check_out_of_fold(workdirs: Sequence[str], folds: Sequence[Optional[tuple]]) -> None:
+  """Raises, before anything is scored, unless the teachers are all whole-split teachers or all
+  cross-fit teachers of one K and seed whose folds k cover 0..K-1 (every record held out)."""
   kinds = {None if fold is None else fold[1:] for fold in folds}
   if len(kinds) > 1:
     raise ValueError(f'teachers {list(workdirs)} mix config.data.cross_fit settings '
                      f'{sorted(str(fold) for fold in folds)}: pass either whole-split teachers or '
                      'cross-fit teachers of one K and cross_fit_seed (k = 0..K-1).')
-  if folds[0] is not None and not counts.all():
+  if folds[0] is not None:
     folds_count = folds[0][1]
-    raise ValueError(f'{int((counts == 0).sum())} training records are held out by no teacher: '
-                     f'the cross-fit teachers cover folds {sorted({fold[0] for fold in folds})} '
-                     f'of {folds_count}; train the missing ones (config.data.cross_fit='
-                     f'k/{folds_count}) and pass them too.')
+    missing = sorted(set(range(folds_count)) - {fold[0] for fold in folds})
+    if missing:
+      raise ValueError(f'the training records of fold(s) {missing} of {folds_count} are held out '
+                       f'by no teacher in {list(workdirs)}: train them too '
+                       f'(config.data.cross_fit=k/{folds_count}) and pass every fold.')
 
 
 def _out_of_fold_scores(logits: np.ndarray, scored: dict,
@@ -115,9 +115,11 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
   if not workdirs:
     raise ValueError('no teacher workdir given: pass at least one trained workdir.')
   mesh = mesh or parallel.make_mesh()
-  total, counts, metadata, filenames, folds = None, None, None, None, []
-  for workdir in workdirs:
-    config, fold = _full_train_config(run_files.load_config(workdir))
+  configs, folds = zip(*(_full_train_config(run_files.load_config(workdir))
+                         for workdir in workdirs))
+  _check_out_of_fold(workdirs, folds)
+  total, counts, metadata, filenames = None, None, None, None
+  for workdir, config, fold in zip(workdirs, configs, folds):
     dataset = distributed.prepare_dataset(config)
     this = _metadata(config, dataset, workdirs)
     if metadata is not None and any(this[key] != metadata[key] for key in
@@ -135,8 +137,6 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
     total = logits if total is None else total + logits
     counts = held_out.astype(np.int64) if counts is None else counts + held_out
     filenames = scoring.record_filenames(dataset.sources['train'])
-    folds.append(fold)
-  _check_out_of_fold(workdirs, folds, counts)
   mean_logits = (total / counts[:, None]).astype(np.float32)
   metadata['cross_fit'] = [None if fold is None else f'{fold[0]}/{fold[1]}' for fold in folds]
   if folds[0] is not None:
