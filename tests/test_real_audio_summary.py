@@ -105,3 +105,29 @@ def test_group_accuracies_from_counts_or_plain_accuracies():
   assert counted == {'seen': pytest.approx(0.75)}
   plain = module.group_accuracies({'a': 0.5, 's4': 0.2, 's5': 0.4})   # compress_report.json
   assert plain == {'a': pytest.approx(0.5), 'unseen': pytest.approx(0.3)}
+
+
+def test_cross_validation_scores_are_recorded_and_tabled(tmp_path):
+  results = tmp_path / 'results'
+  results.mkdir()
+  write_workdir(tmp_path / 'runs' / 'r0', 0, {name: 0.5 for name in DEVICES})
+  logits_dir = tmp_path / 'cv'
+  logits_dir.mkdir()
+  out_of_fold = dict(accuracy=0.6093, log_loss=1.346, count=1999, per_device_group={
+      'a': dict(accuracy=0.5993, log_loss=1.37, count=1360),
+      'seen': dict(accuracy=0.6307, log_loss=1.30, count=639)})
+  metadata = dict(cross_fit=['0/3', '1/3', '2/3'], teachers=['t0', 't1', 't2'],
+                  out_of_fold=out_of_fold)
+  (logits_dir / 'teacher_logits.json').write_text(json.dumps(metadata))
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
+                  f'--asc=recipe={tmp_path}/runs/r*', f'--cross_validation=recipe={logits_dir}'],
+                 check=True, capture_output=True)
+  recorded = json.loads((results / 'real_audio_cross_validation_recipe.json').read_text())
+  assert recorded['accuracy'] == 0.6093 and recorded['folds'] == ['0/3', '1/3', '2/3']
+  table = (results / 'real_audio_cross_validation.md').read_text()
+  assert '| recipe | 3 | 1999 | 60.93 | 1.346 | 59.93 | 63.07 |' in table
+  del metadata['out_of_fold']
+  (logits_dir / 'teacher_logits.json').write_text(json.dumps(metadata))
+  failed = subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
+                           f'--cross_validation=whole={logits_dir}'], capture_output=True, text=True)
+  assert failed.returncode != 0 and 'no out-of-fold scores' in failed.stderr

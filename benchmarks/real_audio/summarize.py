@@ -9,7 +9,12 @@ Reads
     be rebuilt without the workdirs;
   - compressed workdirs given as --compressed LABEL=GLOB (their compress_report.json), recorded as
     real_audio_compressed_<label>_seed<seed>.json;
-and writes real_audio_runs.csv (every run), real_audio_summary.csv / .json / .md (per variant).
+  - out-of-fold teacher-logit directories given as --cross_validation LABEL=DIR (written by
+    python -m asc_jax.compress.teacher from K cross-fit runs of one recipe,
+    config.data.cross_fit=k/K), recorded as real_audio_cross_validation_<label>.json: the
+    recipe's K-fold cross-validation score over the whole train split;
+and writes real_audio_runs.csv (every run), real_audio_summary.csv / .json / .md (per variant)
+and, when cross-validation scores are recorded, real_audio_cross_validation.md.
 Accuracy is reported overall and per device group of the benchmark: a (the clips themselves),
 seen (b, c, s1, s2, s3) and unseen (s4, s5, s6), all on the test split; `checkpoint` says which
 weights were scored (final, or the best by validation accuracy). An asc_jax run's record also
@@ -119,6 +124,41 @@ def record_compressed_runs(spec: str, results: str) -> None:
     atomic_json(os.path.join(results, f'real_audio_compressed_{label}_seed{seed}.json'), entry)
 
 
+def record_cross_validation(spec: str, results: str) -> None:
+  label, equals, directory = spec.partition('=')
+  metadata_path = os.path.join(directory, 'teacher_logits.json')
+  if not equals or not os.path.exists(metadata_path):
+    raise SystemExit(f'--cross_validation {spec!r}: expected LABEL=DIR with DIR/teacher_logits.json '
+                     '(python -m asc_jax.compress.teacher over the K cross-fit runs).')
+  metadata = read_json(metadata_path)
+  if 'out_of_fold' not in metadata:
+    raise SystemExit(f'{metadata_path}: no out-of-fold scores; its teachers are not cross-fit runs '
+                     '(config.data.cross_fit=k/K).')
+  atomic_json(os.path.join(results, f'real_audio_cross_validation_{label}.json'), dict(
+      variant=label, folds=metadata['cross_fit'], teachers=metadata['teachers'],
+      **metadata['out_of_fold']))
+
+
+def write_cross_validation_table(results: str) -> None:
+  paths = sorted(glob.glob(os.path.join(results, 'real_audio_cross_validation_*.json')))
+  if not paths:
+    return
+  groups = sorted({group for path in paths for group in read_json(path)['per_device_group']})
+  lines = ['| variant | folds | clips | accuracy % | log loss | '
+           + ' | '.join(f'{group} %' for group in groups) + ' |',
+           '|' + '---|' * (5 + len(groups))]
+  for path in paths:
+    run = read_json(path)
+    lines.append(f'| {run["variant"]} | {len(run["folds"])} | {run["count"]} | '
+                 f'{100 * run["accuracy"]:.2f} | {run["log_loss"]:.3f} | ' + ' | '.join(
+                     f'{100 * run["per_device_group"][group]["accuracy"]:.2f}'
+                     if group in run['per_device_group'] else '' for group in groups) + ' |')
+  with open(os.path.join(results, 'real_audio_cross_validation.md'), 'w') as file:
+    file.write('K-fold cross-validation over the train split (out-of-fold logits of K cross-fit '
+               'runs, final weights; the test split is not read).\n\n' + '\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
 def torch_rows(results: str) -> list[dict]:
   rows = []
   for path in sorted(glob.glob(os.path.join(results, 'real_audio_torch_*_seed*.json'))):
@@ -217,6 +257,8 @@ def main(argv=None) -> int:
                       help='asc_jax workdirs of one variant (recorded into benchmarks/results).')
   parser.add_argument('--compressed', action='append', default=[], metavar='LABEL=GLOB',
                       help='compressed asc_jax workdirs of one variant.')
+  parser.add_argument('--cross_validation', action='append', default=[], metavar='LABEL=DIR',
+                      help='out-of-fold teacher logits of K cross-fit runs of one recipe.')
   parser.add_argument('--results_dir', default=DEFAULT_RESULTS,
                       help='where the per-run JSONs and the tables are (default benchmarks/results).')
   args = parser.parse_args(argv)
@@ -224,6 +266,9 @@ def main(argv=None) -> int:
     record_asc_runs(spec, args.results_dir)
   for spec in args.compressed:
     record_compressed_runs(spec, args.results_dir)
+  for spec in args.cross_validation:
+    record_cross_validation(spec, args.results_dir)
+  write_cross_validation_table(args.results_dir)
   rows = torch_rows(args.results_dir) + asc_rows(args.results_dir)
   if not rows:
     raise SystemExit(f'no real-audio runs recorded in {args.results_dir}.')
