@@ -66,12 +66,12 @@ def _full_train_config(config):
   return full, cross_fit.parse(spec) + (int(config.data.get('cross_fit_seed', 0)),)
 
 
-def _held_out(dataset: datasets.PreparedDataset, fold: Optional[tuple]) -> np.ndarray:
-  """bool [train records]: the records this teacher never trained on (all, for fold None)."""
+def _held_out(groups: Sequence[str], fold: Optional[tuple]) -> np.ndarray:
+  """bool [train records]: the records (of recording groups `groups`) this teacher never trained
+  on; all of them for a whole-split teacher (fold None)."""
   if fold is None:
-    return np.ones(dataset.num_examples['train'], dtype=bool)
+    return np.ones(len(groups), dtype=bool)
   k, folds, seed = fold
-  groups = [group for group, in records.record_fields(dataset.sources['train'], 'identifier')]
   return cross_fit.group_folds(groups, folds, seed) == k
 
 
@@ -132,11 +132,13 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
     scored = scoring.score_split(eval_step, state, dataset.sources['train'],
                                  batch_size=config.train.eval_batch_size,
                                  device_names=dataset.device_names, mesh=mesh, name='teacher')
-    held_out = _held_out(dataset, fold)
+    if filenames is None:
+      filenames, groups = zip(*records.record_fields(dataset.sources['train'], 'filename',
+                                                     'identifier'))
+    held_out = _held_out(groups, fold)
     logits = np.where(held_out[:, None], scored['logits'].astype(np.float64), 0.0)
     total = logits if total is None else total + logits
     counts = held_out.astype(np.int64) if counts is None else counts + held_out
-    filenames = scoring.record_filenames(dataset.sources['train'])
   mean_logits = (total / counts[:, None]).astype(np.float32)
   metadata['cross_fit'] = [None if fold is None else f'{fold[0]}/{fold[1]}' for fold in folds]
   if folds[0] is not None:
