@@ -22,12 +22,14 @@ Variants by argument:
                    Chosen by 3-fold cross-validation over the train split's 212 recordings
                    (config.data.cross_fit; out-of-fold accuracy / log loss over 1,999 clips):
                    mixup + roll + Freq-MixStyle 62.53 % / 1.266 against mixup + roll 60.93 % /
-                   1.346. The 606-clip validation split (56 recordings) had not told them apart
-                   (best validation accuracy 55.7 % against 57.3 %, 3 seeds, inside the seed
-                   spread). Mixup + roll were chosen on validation among seed-0 candidates at 25
-                   epochs, 50 epochs over 25 on validation (3 seeds). Distillation was not
-                   adopted: from the recipe seeds' own logits (25 epochs) and from out-of-fold
-                   teachers (config.data.cross_fit, alpha 0.5) it scored lower on validation.
+                   1.346 and plain_50 63.08 % / 2.005 (an accuracy tie with the plain recipe,
+                   kept on log loss). The 606-clip validation split (56 recordings) had not told
+                   Freq-MixStyle apart (best validation accuracy 55.7 % against 57.3 %, 3 seeds,
+                   inside the seed spread). Mixup + roll were chosen on validation among seed-0
+                   candidates at 25 epochs, 50 epochs over 25 on validation (3 seeds).
+                   Distillation was not adopted: from the recipe seeds' own logits (25 epochs)
+                   and from out-of-fold teachers (config.data.cross_fit, alpha 0.5) it scored
+                   lower on validation.
                    README.md has every figure.
   mixup_roll       the previous recipe: plain + mixup + time roll, 50 epochs.
   mixup_roll_25    mixup_roll at 25 epochs.

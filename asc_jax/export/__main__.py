@@ -13,6 +13,8 @@ import sys
 from absl import app
 from absl import flags
 
+from asc_jax import console
+
 flags.DEFINE_string('workdir', None, 'Compressed workdir (python -m asc_jax.compress --workdir).')
 flags.DEFINE_list('format', ['all'], 'tflite, onnx, c (the .tflite as a C header), or all.')
 flags.DEFINE_string('out', None, 'Output directory (created; default WORKDIR/deploy).')
@@ -35,6 +37,7 @@ def main(argv):
   values = flags.FLAGS
   if not values.workdir:
     raise app.UsageError('give --workdir=COMPRESSED_RUN [--format=tflite,onnx,c|all] [--out=DIR].')
+  console.setup()   # third-party INFO lines (TFDS, Orbax) off the console unless --verbosity.
   import os
   from asc_jax.export import artifacts   # Imported here: --help must not load the model stack.
   formats = artifacts.FORMATS if 'all' in values.format else tuple(values.format)
