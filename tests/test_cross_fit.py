@@ -103,7 +103,11 @@ def test_out_of_fold_teacher_logits(tiny_data_dir, tmp_path):
   labels = np.asarray([label for label, in records.record_fields(dataset.sources['train'],
                                                                   'label')])
   with open(os.path.join(out, teacher.METADATA_FILE)) as file:
-    scores = json.load(file)['out_of_fold']
+    metadata = json.load(file)
+  scores = metadata['out_of_fold']
+  assert metadata['checkpoint'] == 'latest'
+  assert metadata['checkpoint_steps'] == [inference.checkpoint_step(workdir) for workdir in teachers]
+  assert min(metadata['checkpoint_steps']) > 0
   assert scores['count'] == len(labels)
   assert scores['accuracy'] == pytest.approx(np.mean(exported.argmax(-1) == labels))
   assert sum(group['count'] for group in scores['per_device_group'].values()) <= len(labels)

@@ -18,9 +18,10 @@ SCRIPT = os.path.join(ROOT, 'benchmarks', 'real_audio', 'summarize.py')
 DEVICES = ('a', 'b', 'c', 's1', 's2', 's3', 's4', 's5', 's6')
 
 
-def write_workdir(path, seed: int, accuracies: dict, validation=()) -> None:
-  """An asc_jax workdir's eval_test.json and config.json with 10 test clips per device, and its
-  metrics.jsonl with the (accuracy, log loss) validation scores `validation`."""
+def write_workdir(path, seed: int, accuracies: dict, validation=(), checkpoint='best') -> None:
+  """An asc_jax workdir's eval_test.json (test scored with `checkpoint`) and config.json with 10
+  test clips per device, and its metrics.jsonl with the (accuracy, log loss) validation scores
+  `validation`."""
   os.makedirs(path)
   with open(os.path.join(path, metric_writer.HISTORY_FILE), 'w') as file:
     for step, (accuracy, log_loss) in enumerate(validation, start=1):
@@ -31,7 +32,7 @@ def write_workdir(path, seed: int, accuracies: dict, validation=()) -> None:
                 for name, value in accuracies.items()}
   overall = sum(accuracies.values()) / len(accuracies)
   with open(os.path.join(path, 'eval_test.json'), 'w') as file:
-    json.dump(dict(accuracy=overall, log_loss=1.0, per_device=per_device, checkpoint='best',
+    json.dump(dict(accuracy=overall, log_loss=1.0, per_device=per_device, checkpoint=checkpoint,
                    step=100, split='test'), file)
   with open(os.path.join(path, 'config.json'), 'w') as file:
     json.dump(dict(seed=seed, model={}, train={}, augment={}, features={}), file)
@@ -73,6 +74,18 @@ def test_records_runs_and_summarizes_groups_over_seeds(tmp_path):
   subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}'], check=True,
                  capture_output=True)
   assert json.loads((results / 'real_audio_summary.json').read_text())['variants'] == [entry]
+
+
+def test_rescored_latest_checkpoint_is_recorded_as_final(tmp_path):
+  results = tmp_path / 'results'
+  results.mkdir()
+  write_workdir(tmp_path / 'runs' / 'r0', 0, {name: 0.5 for name in DEVICES}, checkpoint='final')
+  write_workdir(tmp_path / 'runs' / 'r1', 1, {name: 0.7 for name in DEVICES}, checkpoint='latest')
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
+                  f'--asc=recipe={tmp_path}/runs/r*'], check=True, capture_output=True)
+  (entry,) = json.loads((results / 'real_audio_summary.json').read_text())['variants']
+  assert entry['checkpoint'] == 'final' and entry['seeds'] == 2
+  assert entry['overall']['mean'] == pytest.approx(0.6)
 
 
 def test_unfinished_workdir_is_named(tmp_path):
@@ -117,15 +130,24 @@ def test_cross_validation_scores_are_recorded_and_tabled(tmp_path):
       'a': dict(accuracy=0.5993, log_loss=1.37, count=1360),
       'seen': dict(accuracy=0.6307, log_loss=1.30, count=639)})
   metadata = dict(cross_fit=['0/3', '1/3', '2/3'], teachers=['t0', 't1', 't2'],
-                  out_of_fold=out_of_fold)
+                  out_of_fold=out_of_fold)     # written before the checkpoint was recorded
   (logits_dir / 'teacher_logits.json').write_text(json.dumps(metadata))
+  best_dir = tmp_path / 'cv_best'
+  best_dir.mkdir()
+  (best_dir / 'teacher_logits.json').write_text(json.dumps(dict(
+      metadata, checkpoint='best', checkpoint_steps=[620, 775, 1550],
+      out_of_fold=dict(out_of_fold, accuracy=0.5418))))
   subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
-                  f'--asc=recipe={tmp_path}/runs/r*', f'--cross_validation=recipe={logits_dir}'],
-                 check=True, capture_output=True)
+                  f'--asc=recipe={tmp_path}/runs/r*', f'--cross_validation=recipe={logits_dir}',
+                  f'--cross_validation=recipe_best={best_dir}'], check=True, capture_output=True)
   recorded = json.loads((results / 'real_audio_cross_validation_recipe.json').read_text())
   assert recorded['accuracy'] == 0.6093 and recorded['folds'] == ['0/3', '1/3', '2/3']
+  assert recorded['checkpoint'] == 'final'
+  best = json.loads((results / 'real_audio_cross_validation_recipe_best.json').read_text())
+  assert best['checkpoint'] == 'best' and best['checkpoint_steps'] == [620, 775, 1550]
   table = (results / 'real_audio_cross_validation.md').read_text()
-  assert '| recipe | 3 | 1999 | 60.93 | 1.346 | 59.93 | 63.07 |' in table
+  assert '| recipe | final | 3 | 1999 | 60.93 | 1.346 | 59.93 | 63.07 |' in table
+  assert '| recipe_best | best | 3 | 1999 | 54.18 | 1.346 | 59.93 | 63.07 |' in table
   del metadata['out_of_fold']
   (logits_dir / 'teacher_logits.json').write_text(json.dumps(metadata))
   failed = subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',

@@ -5,8 +5,9 @@ Files (in one directory, never pickled):
                        record of the train split; with several teachers, their mean logits
                        (with cross-fit teachers, config.data.cross_fit, the mean of those that
                        held the record out: out-of-fold logits);
-  teacher_logits.json  dataset, class names, device names, clip length, feature parameters and
-                       the teacher workdirs; with cross-fit teachers also `out_of_fold`: accuracy
+  teacher_logits.json  dataset, class names, device names, clip length, feature parameters,
+                       the teacher workdirs and the checkpoint scored ('latest' = the final
+                       weights, or 'best' by validation) with each one's step; with cross-fit teachers also `out_of_fold`: accuracy
                        and log loss of the out-of-fold logits against the labels, overall and per
                        device group (K-fold cross-validation over the whole train split). A student
                        loads the logits only when its dataset has the same classes and front end,
@@ -118,7 +119,7 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
   configs, folds = zip(*(_full_train_config(run_files.load_config(workdir))
                          for workdir in workdirs))
   _check_out_of_fold(workdirs, folds)
-  total, counts, metadata, filenames = None, None, None, None
+  total, counts, metadata, filenames, steps = None, None, None, None, []
   for workdir, config, fold in zip(workdirs, configs, folds):
     dataset = distributed.prepare_dataset(config)
     this = _metadata(config, dataset, workdirs)
@@ -127,6 +128,7 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
       raise ValueError(f'teacher {workdir} was trained on other data or features than '
                        f'{workdirs[0]}: an ensemble needs teachers of one dataset and front end.')
     metadata = this
+    steps.append(inference.checkpoint_step(workdir, which))
     eval_step, state = builder.stored_model_scorer(
         models.build_model(config.model), inference.load_variables(workdir, which), mesh)
     scored = scoring.score_split(eval_step, state, dataset.sources['train'],
@@ -140,6 +142,7 @@ def export_teacher_logits(workdirs: Sequence[str], out_dir: str, which: str = 'l
     total = logits if total is None else total + logits
     counts = held_out.astype(np.int64) if counts is None else counts + held_out
   mean_logits = (total / counts[:, None]).astype(np.float32)
+  metadata.update(checkpoint=which, checkpoint_steps=steps)
   metadata['cross_fit'] = [None if fold is None else f'{fold[0]}/{fold[1]}' for fold in folds]
   if folds[0] is not None:
     metadata['out_of_fold'] = _out_of_fold_scores(mean_logits, scored, dataset)

@@ -106,9 +106,15 @@ def record_asc_runs(spec: str, results: str) -> None:
     test, config = read_json(test_path), read_json(os.path.join(workdir, 'config.json'))
     atomic_json(os.path.join(results, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
         framework='asc_jax', variant=label, seed=config['seed'], workdir=os.path.abspath(workdir),
-        checkpoint=test['checkpoint'], step=test['step'], split=test['split'],
+        checkpoint=test_checkpoint(test), step=test['step'], split=test['split'],
         test=record(test), per_device=test['per_device'], **validation_scores(workdir),
         config={key: config[key] for key in ('model', 'train', 'augment', 'features')}))
+
+
+def test_checkpoint(test: dict) -> str:
+  """'best' or 'final': a finished run re-scored with `--mode=evaluate --checkpoint=latest`
+  says 'latest', which is its final weights."""
+  return 'final' if test['checkpoint'] == 'latest' else test['checkpoint']
 
 
 def record_compressed_runs(spec: str, results: str) -> None:
@@ -136,7 +142,14 @@ def record_cross_validation(spec: str, results: str) -> None:
                      '(config.data.cross_fit=k/K).')
   atomic_json(os.path.join(results, f'real_audio_cross_validation_{label}.json'), dict(
       variant=label, folds=metadata['cross_fit'], teachers=metadata['teachers'],
-      **metadata['out_of_fold']))
+      checkpoint=cross_validation_checkpoint(metadata),
+      checkpoint_steps=metadata.get('checkpoint_steps'), **metadata['out_of_fold']))
+
+
+def cross_validation_checkpoint(metadata: dict) -> str:
+  """'final' or 'best': the teachers' checkpoint (files written before it was recorded scored
+  the final weights, the teacher command's default)."""
+  return 'best' if metadata.get('checkpoint') == 'best' else 'final'
 
 
 def write_cross_validation_table(results: str) -> None:
@@ -144,18 +157,20 @@ def write_cross_validation_table(results: str) -> None:
   if not paths:
     return
   groups = sorted({group for path in paths for group in read_json(path)['per_device_group']})
-  lines = ['| variant | folds | clips | accuracy % | log loss | '
+  lines = ['| variant | checkpoint | folds | clips | accuracy % | log loss | '
            + ' | '.join(f'{group} %' for group in groups) + ' |',
-           '|' + '---|' * (5 + len(groups))]
+           '|' + '---|' * (6 + len(groups))]
   for path in paths:
     run = read_json(path)
-    lines.append(f'| {run["variant"]} | {len(run["folds"])} | {run["count"]} | '
+    lines.append(f'| {run["variant"]} | {run.get("checkpoint", "final")} | {len(run["folds"])} | '
+                 f'{run["count"]} | '
                  f'{100 * run["accuracy"]:.2f} | {run["log_loss"]:.3f} | ' + ' | '.join(
                      f'{100 * run["per_device_group"][group]["accuracy"]:.2f}'
                      if group in run['per_device_group'] else '' for group in groups) + ' |')
   with open(os.path.join(results, 'real_audio_cross_validation.md'), 'w') as file:
     file.write('K-fold cross-validation over the train split (out-of-fold logits of K cross-fit '
-               'runs, final weights; the test split is not read).\n\n' + '\n'.join(lines) + '\n')
+               'runs at their final weights or best-validation checkpoints; the test split is '
+               'not read).\n\n' + '\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 
