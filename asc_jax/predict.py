@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
-from absl import logging
 
 from asc_jax import console
 from asc_jax import features
@@ -261,7 +260,7 @@ def main(argv: Sequence[str]) -> int:
                          '(audio files or folders)')
   if flags.FLAGS.hop_s is not None and flags.FLAGS.hop_s <= 0:
     raise app.UsageError(f'--hop_s={flags.FLAGS.hop_s}: give a positive number of seconds.')
-  logging.set_verbosity(logging.WARNING)   # Orbax logs every restore step at INFO.
+  console.setup()   # third-party INFO lines (Orbax restores, TFDS) off the console unless --verbosity.
   from asc_jax import inference  # Imported here: --help must not load the model stack.
   try:
     names = submission_names(paths)

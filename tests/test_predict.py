@@ -5,6 +5,7 @@ import csv
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -167,6 +168,7 @@ def test_dcase_submission_file_is_written_and_reads_back(workdir, audio_dir, tmp
   assert done.returncode == 0, done.stderr
   assert 'predicted class distribution (2 files)' in done.stderr
   assert 'note:' in done.stderr and 'windows' in done.stderr
+  assert not re.search(r'^I\d{4} ', done.stderr, re.MULTILINE)   # no INFO log on the console
   with open(csv_path, newline='') as file:
     rows = list(csv.reader(file, delimiter='\t'))
   assert rows[0] == ['filename', 'scene_label', *predict.DCASE_CLASSES]
