@@ -17,6 +17,7 @@ from asc_jax import configs
 from asc_jax import console
 from asc_jax import defaults
 from asc_jax import distributed
+from asc_jax import host_devices
 from asc_jax import host_memory
 from asc_jax import train
 
@@ -39,6 +40,8 @@ def main(argv):
   console.setup()
   config = _CONFIG.value
   # Before anything touches jax devices; --mode=evaluate reads the environment only.
+  if config is not None:
+    host_devices.split_host(config)
   distributed.initialize(config.distributed if config is not None
                          else defaults.distributed_section())
   console.log_to_file(_WORKDIR.value, jax.process_index())
