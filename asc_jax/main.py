@@ -11,6 +11,7 @@ and the final table; `--verbosity=0` adds the INFO log, which always goes to DIR
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 
 from asc_jax import configs
@@ -40,11 +41,13 @@ def main(argv):
   console.setup()
   config = _CONFIG.value
   # Before anything touches jax devices; --mode=evaluate reads the environment only.
-  if config is not None:
-    host_devices.split_host(config)
+  host_split = host_devices.split_host(config) if config is not None else None
   distributed.initialize(config.distributed if config is not None
                          else defaults.distributed_section())
   console.log_to_file(_WORKDIR.value, jax.process_index())
+  if host_split:
+    logging.info('this CPU host runs as %d XLA devices (%s=1 for one)', host_split,
+                 host_devices.COUNT_VARIABLE)
   if _MODE.value == 'evaluate':
     train.evaluate_workdir(_WORKDIR.value, _WHICH.value)
     return

@@ -15,7 +15,8 @@ the reference's is epochs x training clips / its train_s (its validation passes 
       --manual_dir=DATA/real_audio_benchmark --torch_python=TORCH_VENV/bin/python \
       --reference=PATH/torch_bcresnet_mod.py --epochs=5 --batches=32,64,100 [--set model.width=8]
 
-Writes benchmarks/results/end_to_end_<label>.json. The two frameworks should have the machine
+Writes benchmarks/results/end_to_end_<label>.json, with the host device split asc_jax trained
+on ($ASC_JAX_HOST_DEVICES, or auto; asc_jax/host_devices.py). The two frameworks should have the machine
 to themselves: anything else running changes both figures (the machine's load is recorded).
 """
 
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from asc_jax import host_devices
 
 import harness
 
@@ -111,7 +114,8 @@ def main(argv=None) -> int:
   label = args.label or (args.config.partition(':')[2] or 'plain') + ''.join(
       '_' + key.replace('=', '') for key in args.set)
   harness.write_results(f'end_to_end_{label}', dict(
-      config=args.config, overrides=args.set, epochs=args.epochs, runs=rows))
+      config=args.config, overrides=args.set, epochs=args.epochs, runs=rows,
+      asc_jax_host_devices=os.environ.get(host_devices.COUNT_VARIABLE, 'auto: min(cores, 2)')))
   return 0
 
 
