@@ -16,8 +16,9 @@ the reference's is epochs x training clips / its train_s (its validation passes 
       --reference=PATH/torch_bcresnet_mod.py --epochs=5 --batches=32,64,100 [--set model.width=8]
 
 Writes benchmarks/results/end_to_end_<label>.json, with the host device split asc_jax trained
-on ($ASC_JAX_HOST_DEVICES, or auto; asc_jax/host_devices.py). The two frameworks should have the machine
-to themselves: anything else running changes both figures (the machine's load is recorded).
+on ($ASC_JAX_HOST_DEVICES, or auto; asc_jax/host_devices.py). The two frameworks should have the
+machine to themselves: anything else running changes both figures (the machine's load is
+recorded).
 """
 
 import argparse

@@ -7,9 +7,10 @@ Files (in one directory, never pickled):
                        held the record out: out-of-fold logits);
   teacher_logits.json  dataset, class names, device names, clip length, feature parameters,
                        the teacher workdirs and the checkpoint scored ('latest' = the final
-                       weights, or 'best' by validation) with each one's step; with cross-fit teachers also `out_of_fold`: accuracy
-                       and log loss of the out-of-fold logits against the labels, overall and per
-                       device group (K-fold cross-validation over the whole train split). A student
+                       weights, or 'best' by validation) with each one's step; with cross-fit
+                       teachers also `out_of_fold`: accuracy and log loss of the out-of-fold
+                       logits against the labels, overall and per device group (K-fold
+                       cross-validation over the whole train split). A student
                        loads the logits only when its dataset has the same classes and front end,
                        and every one of its training files is there.
 

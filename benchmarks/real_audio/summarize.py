@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import tempfile
+from typing import Optional
 
 from asc_jax import metric_writer
 from train_torch_reference import GROUPS   # the benchmark's device groups (a, seen, unseen)
@@ -106,15 +107,9 @@ def record_asc_runs(spec: str, results: str) -> None:
     test, config = read_json(test_path), read_json(os.path.join(workdir, 'config.json'))
     atomic_json(os.path.join(results, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
         framework='asc_jax', variant=label, seed=config['seed'], workdir=os.path.abspath(workdir),
-        checkpoint=test_checkpoint(test), step=test['step'], split=test['split'],
+        checkpoint=checkpoint_label(test['checkpoint']), step=test['step'], split=test['split'],
         test=record(test), per_device=test['per_device'], **validation_scores(workdir),
         config={key: config[key] for key in ('model', 'train', 'augment', 'features')}))
-
-
-def test_checkpoint(test: dict) -> str:
-  """'best' or 'final': a finished run re-scored with `--mode=evaluate --checkpoint=latest`
-  says 'latest', which is its final weights."""
-  return 'final' if test['checkpoint'] == 'latest' else test['checkpoint']
 
 
 def record_compressed_runs(spec: str, results: str) -> None:
@@ -142,14 +137,15 @@ def record_cross_validation(spec: str, results: str) -> None:
                      '(config.data.cross_fit=k/K).')
   atomic_json(os.path.join(results, f'real_audio_cross_validation_{label}.json'), dict(
       variant=label, folds=metadata['cross_fit'], teachers=metadata['teachers'],
-      checkpoint=cross_validation_checkpoint(metadata),
+      checkpoint=checkpoint_label(metadata.get('checkpoint')),
       checkpoint_steps=metadata.get('checkpoint_steps'), **metadata['out_of_fold']))
 
 
-def cross_validation_checkpoint(metadata: dict) -> str:
-  """'final' or 'best': the teachers' checkpoint (files written before it was recorded scored
-  the final weights, the teacher command's default)."""
-  return 'best' if metadata.get('checkpoint') == 'best' else 'final'
+def checkpoint_label(which: Optional[str]) -> str:
+  """'best' or 'final' for a recorded checkpoint name: 'latest' (a finished run re-scored with
+  `--mode=evaluate --checkpoint=latest`, or teacher logits of the default `--which`) and None
+  (teacher logits written before the checkpoint was recorded) are the final weights."""
+  return 'best' if which == 'best' else 'final'
 
 
 def write_cross_validation_table(results: str) -> None:
