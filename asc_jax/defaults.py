@@ -126,6 +126,11 @@ def augment_section() -> ml_collections.ConfigDict:
       freq_mixstyle_p=0.0,          # probability per batch; CP-JKU 2023: 0.4. 0 = off.
       freq_mixstyle_alpha=0.3,      # Beta(alpha, alpha) mixing weight; CP-JKU 2023: 0.3.
       freq_mixstyle_eps=1e-6,       # added to the per-frequency variance.
+      filter_augment_p=0.0,         # FilterAugment: probability per example; 0 = off.
+      filter_augment_db_range=6.0,  # gains ~ U[-this, this] dB (Nam et al. 2022: 6).
+      filter_augment_min_bands=3,   # bands per example ~ U{min..max} (Nam et al. 2022: 3..6).
+      filter_augment_max_bands=6,
+      filter_augment_type='linear',  # linear (gains interpolated between knots) | step.
       translation_workdir='',       # workdir of a trained translator (python -m asc_jax.translate).
       translation_p=0.0,            # probability per source-device example of being replaced by its
                                     # translation to a random seen device; 0 = off.

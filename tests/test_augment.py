@@ -8,6 +8,7 @@ import pytest
 from asc_jax import defaults
 from asc_jax import parallel
 from asc_jax.augment import chain
+from asc_jax.augment import filter_augment
 from asc_jax.augment import freq_mixstyle
 from asc_jax.augment import mixup
 from asc_jax.augment import specaugment
@@ -32,6 +33,7 @@ def all_on_config():
   config.specaugment_time_mask_width = 5
   config.time_roll_max_shift = 3
   config.freq_mixstyle_p = 1.0
+  config.filter_augment_p = 1.0
   return config
 
 
@@ -138,6 +140,56 @@ def test_freq_mixstyle_probability_switches_whole_batch():
   correlation = (centred_in * centred_out).sum(2) / jnp.sqrt(
       (centred_in**2).sum(2) * (centred_out**2).sum(2))
   np.testing.assert_allclose(correlation, 1.0, rtol=1e-4)
+
+
+def gains(kind, min_bands, max_bands, batch=64, freqs=40, seed=0):
+  return np.asarray(filter_augment.gain_curves(
+      jax.random.key(seed), batch, freqs, db_range=6.0, min_bands=min_bands,
+      max_bands=max_bands, kind=kind))
+
+
+def test_filter_augment_one_band_is_a_line_or_a_constant():
+  line = gains('linear', 1, 1)
+  np.testing.assert_allclose(np.diff(line, n=2, axis=1), 0.0, atol=1e-5)
+  assert np.abs(line[:, 0] - line[:, -1]).max() > 1.0    # the two end gains are drawn apart.
+  constant = gains('step', 1, 1)
+  np.testing.assert_array_equal(constant, constant[:, :1].repeat(constant.shape[1], axis=1))
+
+
+def test_filter_augment_curves_are_piecewise_with_the_drawn_number_of_bands():
+  step = gains('step', 3, 6)
+  changes = (np.diff(step, axis=1) != 0).sum(axis=1)
+  assert changes.max() <= 5 and changes.min() >= 1 and len(set(changes)) >= 3
+  line = gains('linear', 3, 6)
+  # Every knot bends the line between two neighbouring bins at most: <= 2 bends per boundary
+  # plus the knots at both ends.
+  bends = (np.abs(np.diff(line, n=2, axis=1)) > 1e-4).sum(axis=1)
+  assert bends.max() <= 2 * 5 and bends.min() >= 1
+  for curves in (step, line):
+    assert np.abs(curves).max() <= 6.0 and np.abs(curves).max() > 5.0
+    assert abs(curves.mean()) < 0.5
+
+
+def test_filter_augment_adds_one_gain_per_frequency_with_probability_p():
+  x, _ = random_batch()
+  kwargs = dict(db_range=6.0, min_bands=3, max_bands=6, kind='linear')
+  np.testing.assert_array_equal(filter_augment.filter_augment(jax.random.key(0), x, p=0.0,
+                                                              **kwargs), x)
+  out = filter_augment.filter_augment(jax.random.key(0), x, p=1.0, **kwargs)
+  offsets = np.asarray(out - x)
+  np.testing.assert_allclose(offsets, offsets[:, :, :1].repeat(FRAMES, axis=2), atol=1e-5)
+  assert np.abs(offsets).max() <= 6.0 * filter_augment.NATS_PER_DB + 1e-5
+  assert (np.abs(offsets).max(axis=(1, 2)) > 0).all()
+  changed = [int((filter_augment.filter_augment(jax.random.key(k), x, p=0.5, **kwargs) != x)
+                 .any(axis=(1, 2)).sum()) for k in range(20)]
+  assert 30 < sum(changed) < 90                           # of 120 examples.
+
+
+def test_filter_augment_rejects_unknown_settings():
+  with pytest.raises(ValueError, match='filter_augment_type'):
+    gains('bell', 3, 6)
+  with pytest.raises(ValueError, match='filter_augment_min_bands'):
+    gains('linear', 4, 3)
 
 
 def test_pipeline_all_off_is_identity():

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -93,6 +94,17 @@ def test_teacher_logits_are_checked_against_the_student_dataset(compressed, tmp_
     json.dump(metadata, file)
   with pytest.raises(ValueError, match='feature_params'):
     teacher.load_teacher_logits(directory, config, dataset)
+
+
+def test_student_config_of_a_source_older_than_an_augmentation_keeps_it_off(tiny_data_dir):
+  source = tiny_config(tiny_data_dir)
+  source.augment.mixup_alpha = 0.2
+  older = source.to_dict()
+  del older['augment']['filter_augment_p']                # a workdir from before FilterAugment.
+  compress = load_config_file(os.path.join(CONFIGS, 'compress.py'), 'tiny')
+  student = compress_run.student_config(ml_collections.ConfigDict(older), compress)
+  assert student.augment.filter_augment_p == 0.0
+  assert student.augment.mixup_alpha == 0.2
 
 
 def test_export_agreement_counts_differing_predictions_and_their_margins():

@@ -1,6 +1,6 @@
 """Applies the augmentations switched on in `config.augment` to one training batch.
 
-Order: time roll -> Freq-MixStyle -> mixup -> SpecAugment. Masks come last so that their 'mean'
+Order: time roll -> Freq-MixStyle -> FilterAugment -> mixup -> SpecAugment. Masks come last so that their 'mean'
 fill value is the mean of the input the model sees. Each augmentation draws from its own key,
 folded from the batch key with a fixed index, so switching one on or off leaves the draws of the
 others unchanged. Only the train step calls this; evaluation never augments.
@@ -9,12 +9,13 @@ others unchanged. Only the train step calls this; evaluation never augments.
 import jax
 import ml_collections
 
+from asc_jax.augment import filter_augment as filter_augment_lib
 from asc_jax.augment import freq_mixstyle as freq_mixstyle_lib
 from asc_jax.augment import mixup as mixup_lib
 from asc_jax.augment import specaugment as specaugment_lib
 from asc_jax.augment import time_roll as time_roll_lib
 
-_TIME_ROLL, _FREQ_MIXSTYLE, _MIXUP, _SPECAUGMENT = range(4)
+_TIME_ROLL, _FREQ_MIXSTYLE, _MIXUP, _SPECAUGMENT, _FILTER_AUGMENT = range(5)
 
 
 def augment_batch(key: jax.Array, x: jax.Array, targets: dict[str, jax.Array],
@@ -30,6 +31,11 @@ def augment_batch(key: jax.Array, x: jax.Array, targets: dict[str, jax.Array],
     x = freq_mixstyle_lib.freq_mixstyle(
         jax.random.fold_in(key, _FREQ_MIXSTYLE), x, p=augment.freq_mixstyle_p,
         alpha=augment.freq_mixstyle_alpha, eps=augment.freq_mixstyle_eps)
+  if augment.filter_augment_p > 0:
+    x = filter_augment_lib.filter_augment(
+        jax.random.fold_in(key, _FILTER_AUGMENT), x, p=augment.filter_augment_p,
+        db_range=augment.filter_augment_db_range, min_bands=augment.filter_augment_min_bands,
+        max_bands=augment.filter_augment_max_bands, kind=augment.filter_augment_type)
   if augment.mixup_alpha > 0:
     x, targets, _, _ = mixup_lib.mixup(jax.random.fold_in(key, _MIXUP), x, targets,
                                        augment.mixup_alpha)

@@ -30,6 +30,7 @@ import numpy as np
 from asc_jax import builder
 from asc_jax import complexity
 from asc_jax import console
+from asc_jax import defaults
 from asc_jax import distributed
 from asc_jax import evaluate
 from asc_jax import fileio
@@ -60,6 +61,10 @@ def student_config(source: ml_collections.ConfigDict, compress: ml_collections.C
                    ) -> ml_collections.ConfigDict:
   """The source run's config with compress.train overrides and its prune/distill/quant sections."""
   config = ml_collections.ConfigDict(source.to_dict())
+  # Augmentations added to asc_jax after the source run was trained stay off.
+  augment = defaults.augment_section()
+  augment.update(config.augment)
+  config.augment = augment
   for key, value in compress.train.items():
     if key not in config.train:
       raise ValueError(f'compression config key train.{key} is not a config.train key of the '
