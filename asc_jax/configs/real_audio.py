@@ -27,6 +27,8 @@ Variants by argument:
                    Freq-MixStyle apart (best validation accuracy 55.7 % against 57.3 %, 3 seeds,
                    inside the seed spread). Mixup + roll were chosen on validation among seed-0
                    candidates at 25 epochs, 50 epochs over 25 on validation (3 seeds).
+                   FilterAugment on top (filter_augment_p 1.0, the paper's settings) was not
+                   adopted: 62.18 % / 1.299 by the same cross-validation.
                    Distillation was not adopted: from the recipe seeds' own logits (25 epochs)
                    and from out-of-fold teachers (config.data.cross_fit, alpha 0.5) it scored
                    lower on validation.
