@@ -33,8 +33,6 @@ import sys
 
 from absl import flags
 
-from asc_jax import host_memory
-
 import harness
 
 TORCH_SCRIPT_NAME = 'torch_bcresnet_mod.py'
@@ -57,22 +55,6 @@ _TORCH_MALLOC = flags.DEFINE_list(
     'torch_malloc', ['shipped', 'asc_jax'],
     'Allocator settings PyTorch runs under each round: shipped (glibc as it ships) and/or asc_jax '
     '(the huge-page tunable asc_jax sets for itself by default, asc_jax/host_memory.py).')
-MALLOC_SETTINGS = ('shipped', 'asc_jax')
-
-
-def torch_environment(malloc: str) -> dict[str, str]:
-  """This process's environment for PyTorch: glibc as it ships, or with the huge-page tunable
-  asc_jax sets for itself (malloc='asc_jax', where the machine supports it)."""
-  environment = dict(os.environ)
-  tunables = [part for part in environment.pop('GLIBC_TUNABLES', '').split(':')
-              if part and not part.startswith(host_memory.TUNABLE)]
-  if tunables:
-    environment['GLIBC_TUNABLES'] = ':'.join(tunables)
-  if malloc == 'asc_jax':
-    environment = host_memory.huge_page_environment(environment) or environment
-  return environment
-
-
 def find_on_path(name: str):
   """The first file `name` in a directory of $PATH, or None."""
   for directory in os.environ.get('PATH', '').split(os.pathsep):
@@ -112,7 +94,7 @@ def torch_run(mode: str, memory_format: str, malloc: str) -> dict:
   if mode == 'eval':
     command.append('--eval-only')
   completed = subprocess.run(command, capture_output=True, text=True, check=False,
-                             env=torch_environment(malloc))
+                             env=harness.torch_environment(malloc))
   if completed.returncode:
     raise RuntimeError(f'{torch_script()} failed (check that {torch_python()} has torch and '
                        f'numpy):\n{completed.stderr[-2000:]}')
@@ -121,10 +103,10 @@ def torch_run(mode: str, memory_format: str, malloc: str) -> dict:
 
 def main(argv):
   del argv
-  unknown = set(_TORCH_MALLOC.value) - set(MALLOC_SETTINGS)
+  unknown = set(_TORCH_MALLOC.value) - set(harness.MALLOC_SETTINGS)
   if unknown:
     sys.exit(f'--torch_malloc: unknown setting(s) {", ".join(sorted(unknown))}; choose from '
-             f'{", ".join(MALLOC_SETTINGS)}.')
+             f'{", ".join(harness.MALLOC_SETTINGS)}.')
   torch_script(), torch_python()   # fail before compiling anything.
   config = harness.experiment_config('mod8', width=float(_WIDTH.value))
   config.features.n_mels = _MELS.value

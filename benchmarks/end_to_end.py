@@ -10,6 +10,9 @@ checkpoints, plus reading the .npz), training clips/s, the training time it impl
 training clips / clips/s) and test accuracy (final weights). asc_jax's clips/s is the median of
 the throughput it logs every log_every_steps (the first interval, with compilation, left out);
 the reference's is epochs x training clips / its train_s (its validation passes included).
+The reference runs once per --torch_malloc setting: glibc as it ships, and with the huge-page
+tunable asc_jax sets for itself (asc_jax/host_memory.py), which on some CPUs speeds PyTorch up
+too; the ratio is asc_jax over the faster of them.
 
   python benchmarks/end_to_end.py --config=configs/real_audio.py:plain \
       --manual_dir=DATA/real_audio_benchmark --torch_python=TORCH_VENV/bin/python \
@@ -36,6 +39,8 @@ import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_SCRIPT = os.path.join(HERE, 'real_audio', 'train_torch_reference.py')
+COLUMNS = ('framework', 'malloc', 'batch', 'wall_s', 'train_s', 'clips_per_s', 'test_accuracy',
+           'speedup_vs_torch')
 
 
 def asc_jax_run(args, batch: int, workdir: str) -> dict:
@@ -55,7 +60,7 @@ def asc_jax_run(args, batch: int, workdir: str) -> dict:
   with open(os.path.join(workdir, 'dataset_info.json')) as file:
     train_clips = json.load(file)['num_examples']['train']
   clips_per_s = training_clips_per_s(workdir)
-  return dict(framework='asc_jax', batch=batch, wall_s=round(wall, 1),
+  return dict(framework='asc_jax', malloc='asc_jax', batch=batch, wall_s=round(wall, 1),
               train_s=round(args.epochs * train_clips / clips_per_s, 1),
               clips_per_s=round(clips_per_s, 1), test_accuracy=round(test['accuracy'], 4))
 
@@ -70,7 +75,7 @@ def training_clips_per_s(workdir: str) -> float:
   return statistics.median(rates[1:])
 
 
-def torch_run(args, batch: int, out: str) -> dict:
+def torch_run(args, batch: int, out: str, malloc: str) -> dict:
   command = [args.torch_python, TORCH_SCRIPT, f'--config={args.config}', '--seed=0',
              f'--asc_python={sys.executable}', f'--manual_dir={args.manual_dir}',
              f'--reference={args.reference}', f'--epochs={args.epochs}', f'--out={out}',
@@ -79,11 +84,12 @@ def torch_run(args, batch: int, out: str) -> dict:
              f'--set=train.eval_every_epochs={int(args.epochs)}',
              *(f'--set={key}' for key in args.set)]
   start = time.perf_counter()
-  subprocess.run(command, check=True, cwd=harness.ROOT, stdout=subprocess.DEVNULL)
+  subprocess.run(command, check=True, cwd=harness.ROOT, stdout=subprocess.DEVNULL,
+                 env=harness.torch_environment(malloc))
   wall = time.perf_counter() - start
   with open(out) as file:
     result = json.load(file)
-  return dict(framework=result['framework'], batch=batch, wall_s=round(wall, 1),
+  return dict(framework=result['framework'], malloc=malloc, batch=batch, wall_s=round(wall, 1),
               train_s=result['train_s'],
               clips_per_s=round(args.epochs * result['num_examples']['train'] / result['train_s'], 1),
               test_accuracy=round(result['test_final']['accuracy'], 4))
@@ -100,22 +106,31 @@ def main(argv=None) -> int:
   parser.add_argument('--torch_threads', type=int, default=0, help='0 = torch default (all cores).')
   parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                       help='config override for both, e.g. model.width=8.')
+  parser.add_argument('--torch_malloc', default=','.join(harness.MALLOC_SETTINGS),
+                      help='allocator settings the reference runs under (shipped, asc_jax).')
   parser.add_argument('--label', default='', help='results name (default: from the config).')
   args = parser.parse_args(argv)
+  mallocs = args.torch_malloc.split(',')
+  if not mallocs or set(mallocs) - set(harness.MALLOC_SETTINGS):
+    parser.error(f'--torch_malloc={args.torch_malloc!r}: choose from '
+                 f'{", ".join(harness.MALLOC_SETTINGS)}.')
   rows = []
   with tempfile.TemporaryDirectory() as scratch:
     for batch in map(int, args.batches.split(',')):
-      rows.append(asc_jax_run(args, batch, os.path.join(scratch, f'asc_{batch}')))
-      rows.append(torch_run(args, batch, os.path.join(scratch, f'torch_{batch}.json')))
-      ratio = rows[-2]['clips_per_s'] / rows[-1]['clips_per_s']
-      rows[-2]['speedup_vs_torch'] = rows[-1]['speedup_vs_torch'] = round(ratio, 2)
-      harness.print_table(rows[-2:], list(rows[-2]))
+      batch_rows = [asc_jax_run(args, batch, os.path.join(scratch, f'asc_{batch}'))]
+      batch_rows += [torch_run(args, batch, os.path.join(scratch, f'torch_{batch}_{malloc}.json'),
+                               malloc) for malloc in mallocs]
+      ratio = batch_rows[0]['clips_per_s'] / max(row['clips_per_s'] for row in batch_rows[1:])
+      for row in batch_rows:
+        row['speedup_vs_torch'] = round(ratio, 2)
+      harness.print_table(batch_rows, COLUMNS)
+      rows += batch_rows
   print()
-  harness.print_table(rows, list(rows[0]))
+  harness.print_table(rows, COLUMNS)
   label = args.label or (args.config.partition(':')[2] or 'plain') + ''.join(
       '_' + key.replace('=', '') for key in args.set)
   harness.write_results(f'end_to_end_{label}', dict(
-      config=args.config, overrides=args.set, epochs=args.epochs, runs=rows,
+      config=args.config, overrides=args.set, epochs=args.epochs, runs=rows, torch_malloc=mallocs,
       asc_jax_host_devices=os.environ.get(host_devices.COUNT_VARIABLE, 'auto: min(cores, 2)')))
   return 0
 

@@ -145,6 +145,22 @@ def time_calls(function: Callable[[], None], steps_timed: int, warmup: int = 1) 
               min_step_s=round(min(times), 4))
 
 
+MALLOC_SETTINGS = ('shipped', 'asc_jax')
+
+
+def torch_environment(malloc: str) -> dict[str, str]:
+  """This process's environment for PyTorch: glibc as it ships, or with the huge-page tunable
+  asc_jax sets for itself (malloc='asc_jax', where the machine supports it)."""
+  environment = dict(os.environ)
+  tunables = [part for part in environment.pop('GLIBC_TUNABLES', '').split(':')
+              if part and not part.startswith(host_memory.TUNABLE)]
+  if tunables:
+    environment['GLIBC_TUNABLES'] = ':'.join(tunables)
+  if malloc == 'asc_jax':
+    environment = host_memory.huge_page_environment(environment) or environment
+  return environment
+
+
 def machine() -> dict:
   """What the figures were measured on."""
   cpu = platform.processor()
