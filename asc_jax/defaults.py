@@ -61,6 +61,9 @@ def data_section(name: str, builder_config: str = '') -> ml_collections.ConfigDi
       cross_fit='',
       cross_fit_seed=0,             # seed that deals the groups into the K folds.
       num_workers=0,                # feature-extraction processes; 0 = all cores.
+      # The train split is read once into memory when its log-mels take at most this many MiB
+      # (asc_jax/data/memory.py); larger splits, or 0, are read from the prepared files each epoch.
+      train_in_memory_mb=2048,
       # Devices reported together ('name=dev,dev;name=dev'); '' = DCASE's real a,b,c / seen
       # s1-s3 / unseen s4-s6.
       device_groups='',

@@ -10,6 +10,7 @@ import pytest
 
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
+from asc_jax.data import memory
 
 DEVICES = ('a', 'b', 'c')
 
@@ -148,3 +149,32 @@ def test_pipeline_reads_the_real_tiny_tfds_build(tiny_data_dir):
   np.testing.assert_array_equal(np.sort(indices), np.arange(len(test_source)))
   devices = np.concatenate([b['device'][b['mask']] for b in batches])
   assert set(devices.tolist()) == set(range(len(dataset.device_names)))
+
+
+def test_train_split_in_memory_gives_the_files_records_and_batches(tiny_data_dir):
+  config = tiny_config(tiny_data_dir)
+  config.data.train_in_memory_mb = 0
+  from_files = datasets.prepare(config).sources['train']
+  config.data.train_in_memory_mb = 64
+  held = datasets.prepare(config).sources['train']
+  assert isinstance(held, memory.InMemorySource) and len(held) == len(from_files)
+  for index in (0, len(held) // 2, len(held) - 1):
+    expected, record = from_files[index], held[index]
+    assert set(record) == set(expected)
+    np.testing.assert_array_equal(record['logmel'], expected['logmel'])
+    assert all(record[name] == expected[name] for name in expected if name != 'logmel')
+  options = dict(global_batch_size=8, seed=3, device_names=datasets.prepare(config).device_names)
+  for a, b in zip(take(input_pipeline.train_iterator(from_files, **options), 5),
+                  take(input_pipeline.train_iterator(held, **options), 5)):
+    for name in a:
+      np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_split_larger_than_the_budget_stays_on_file(tiny_data_dir):
+  config = tiny_config(tiny_data_dir)
+  config.data.train_in_memory_mb = 0
+  source = datasets.prepare(config).sources['train']
+  size = memory.logmel_megabytes(source)
+  assert size > 0
+  assert memory.in_memory(source, size * 0.99) is source
+  assert isinstance(memory.in_memory(source, size * 1.01), memory.InMemorySource)

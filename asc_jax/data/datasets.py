@@ -13,6 +13,7 @@ import ml_collections
 from asc_jax.data import audio_folder
 from asc_jax.data import builder_base
 from asc_jax.data import cross_fit
+from asc_jax.data import memory
 from asc_jax.data import synthetic_scenes
 from asc_jax.data import tau2020
 
@@ -82,7 +83,8 @@ def builder_class(name: str) -> type:
 
 def prepare(config: ml_collections.ConfigDict) -> PreparedDataset:
   """Builds the dataset config.data names with config.features (unless built), then reads it;
-  with config.data.cross_fit 'k/K', its train split lacks fold k (cross_fit.hold_out_fold)."""
+  with config.data.cross_fit 'k/K', its train split lacks fold k (cross_fit.hold_out_fold). The
+  train split is read into memory when its log-mels fit in config.data.train_in_memory_mb."""
   builder = builder_class(config.data.name)
   path = builder_base.prepared_path(builder, config.data.data_dir, builder.config_from(config).name)
   if not builder_base.is_prepared(path):
@@ -101,6 +103,7 @@ def prepare(config: ml_collections.ConfigDict) -> PreparedDataset:
       prepared_dir=path,
       device_groups=config.data.get('device_groups', ''))
   if config.data.get('cross_fit', ''):
-    return cross_fit.hold_out_fold(dataset, config.data.cross_fit,
-                                   config.data.get('cross_fit_seed', 0))
-  return dataset
+    dataset = cross_fit.hold_out_fold(dataset, config.data.cross_fit,
+                                      config.data.get('cross_fit_seed', 0))
+  train = memory.in_memory(dataset.sources['train'], config.data.get('train_in_memory_mb', 0))
+  return dataclasses.replace(dataset, sources={**dataset.sources, 'train': train})
