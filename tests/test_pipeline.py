@@ -163,6 +163,8 @@ def test_train_split_in_memory_gives_the_files_records_and_batches(tiny_data_dir
     assert set(record) == set(expected)
     np.testing.assert_array_equal(record['logmel'], expected['logmel'])
     assert all(record[name] == expected[name] for name in expected if name != 'logmel')
+  with pytest.raises(ValueError):
+    held[0]['logmel'][0, 0] = 1.0
   options = dict(global_batch_size=8, seed=3, device_names=datasets.prepare(config).device_names)
   for a, b in zip(take(input_pipeline.train_iterator(from_files, **options), 5),
                   take(input_pipeline.train_iterator(held, **options), 5)):

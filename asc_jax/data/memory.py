@@ -50,4 +50,5 @@ def in_memory(source: Any, budget_mb: float) -> Any:
     for index, record in zip(indices, source.__getitems__(indices)):
       logmels[index] = record['logmel']
       fields.append({name: value for name, value in record.items() if name != 'logmel'})
+  logmels.flags.writeable = False     # records hand out views: nobody may change the cache.
   return InMemorySource(logmels, fields)
