@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-CHUNK = 256
+from asc_jax.data import records
 
 
 class InMemorySource:
@@ -45,8 +45,8 @@ def in_memory(source: Any, budget_mb: float) -> Any:
   first = np.asarray(source[0]['logmel'], np.float32)
   logmels = np.empty((len(source),) + first.shape, np.float32)
   fields = []
-  for start in range(0, len(source), CHUNK):
-    indices = list(range(start, min(start + CHUNK, len(source))))
+  for start in range(0, len(source), records.CHUNK):
+    indices = list(range(start, min(start + records.CHUNK, len(source))))
     for index, record in zip(indices, source.__getitems__(indices)):
       logmels[index] = record['logmel']
       fields.append({name: value for name, value in record.items() if name != 'logmel'})
