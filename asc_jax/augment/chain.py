@@ -1,9 +1,9 @@
 """Applies the augmentations switched on in `config.augment` to one training batch.
 
-Order: time roll -> Freq-MixStyle -> FilterAugment -> mixup -> SpecAugment. Masks come last so that their 'mean'
-fill value is the mean of the input the model sees. Each augmentation draws from its own key,
-folded from the batch key with a fixed index, so switching one on or off leaves the draws of the
-others unchanged. Only the train step calls this; evaluation never augments.
+Order: time roll -> Freq-MixStyle -> FilterAugment -> mixup -> SpecAugment. Masks come last so
+that their 'mean' fill value is the mean of the input the model sees. Each augmentation draws from
+its own key, folded from the batch key with a fixed index, so switching one on or off leaves the
+draws of the others unchanged. Only the train step calls this; evaluation never augments.
 """
 
 import jax
