@@ -35,15 +35,21 @@ class InMemorySource:
 
 def logmel_megabytes(source: Any) -> float:
   """Size of every float32 log-mel of `source` in MiB."""
-  return len(source) * np.asarray(source[0]['logmel']).size * 4 / 2**20 if len(source) else 0.0
+  return _megabytes(len(source), np.shape(source[0]['logmel'])) if len(source) else 0.0
+
+
+def _megabytes(records: int, shape: tuple) -> float:
+  return records * int(np.prod(shape)) * 4 / 2**20
 
 
 def in_memory(source: Any, budget_mb: float) -> Any:
   """`source` read into an InMemorySource when its log-mels fit in `budget_mb` MiB (> 0)."""
-  if budget_mb <= 0 or len(source) == 0 or logmel_megabytes(source) > budget_mb:
+  if budget_mb <= 0 or len(source) == 0:
     return source
-  first = np.asarray(source[0]['logmel'], np.float32)
-  logmels = np.empty((len(source),) + first.shape, np.float32)
+  shape = np.shape(source[0]['logmel'])
+  if _megabytes(len(source), shape) > budget_mb:
+    return source
+  logmels = np.empty((len(source),) + shape, np.float32)
   fields = []
   for start in range(0, len(source), records.CHUNK):
     indices = list(range(start, min(start + records.CHUNK, len(source))))
