@@ -19,6 +19,7 @@ from asc_jax.export import artifacts
 from asc_jax.export import clips
 from asc_jax.export import front_end
 from asc_jax.export import graph as graph_lib
+from asc_jax.export import report as report_lib
 from asc_jax.export import runtimes
 
 REPO = os.path.join(os.path.dirname(__file__), '..')
@@ -51,8 +52,8 @@ def exported(compressed, tmp_path_factory):
   return dict(out=out, report=report, workdir=compressed)
 
 
-def rows_by_runtime(report):
-  return {row['runtime']: row for row in report['agreement']}
+def rows_by_runtime(report, reference=report_lib.INT8_RUNTIME):
+  return {row['runtime']: row for row in report['agreement'] if row['reference'] == reference}
 
 
 def test_onnx_in_onnxruntime_agrees_with_the_int8_runtime(exported):
@@ -79,6 +80,22 @@ def test_tflite_runs_in_tflite_micro_and_litert_with_the_same_integers(exported)
   assert between['identical_outputs'] <= between['top1_agreement']
 
 
+def test_fully_integer_tflite_is_asc_jax_exact_runtime_bit_for_bit_in_tflite_micro(exported):
+  """asc_jax/export/tflite_integer.py evaluates the file's integer arithmetic; TFLite Micro's
+  outputs are the same integers on every clip (LiteRT's int16 RSQRT rounds differently)."""
+  report = exported['report']
+  exact = report['exact_runtime']
+  assert exact['tflite_micro'] == dict(top1_agreement=1.0, identical_outputs=1.0)
+  row = rows_by_runtime(report, report_lib.EXACT_RUNTIME)['tflite-micro']
+  assert row['clips'] == 90 and row['top1_agreement'] == 1.0
+  assert row['max_abs_logit_difference'] == 0.0
+  assert row['accuracy'] == exact['accuracy']
+  assert exact['litert']['top1_agreement'] >= 0.85
+  assert 0.75 <= exact['int8_runtime_top1_agreement'] <= 1.0
+  text = open(os.path.join(exported['out'], artifacts.REPORT_MARKDOWN), encoding='utf-8').read()
+  assert report_lib.EXACT_RUNTIME in text and 'identical to tflite-micro\'s on 100.00 %' in text
+
+
 @pytest.mark.parametrize('activations', ['int8', 'int16'])
 def test_other_tflite_activation_widths_run_in_tflite_micro(compressed, tmp_path, activations):
   """int8: every tensor int8; int16: 16x8 convolutions (int16 activations from the exact int8 QAT
@@ -89,6 +106,10 @@ def test_other_tflite_activation_widths_run_in_tflite_micro(compressed, tmp_path
   row = rows_by_runtime(report)['tflite-micro']
   assert row['top1_agreement'] >= (0.75 if activations == 'int8' else 0.85)
   assert row['mean_abs_logit_difference'] < 0.1 * row['logit_range']
+  if activations == 'int16':   # 16x8 convolutions: int64 biases and accumulators, still exact
+    assert report['exact_runtime']['tflite_micro']['identical_outputs'] == 1.0
+  else:
+    assert 'exact_runtime' not in report
 
 
 def test_float_kernel_tflite_computes_the_int8_runtime_in_tflite_micro_and_litert(compressed,

@@ -31,6 +31,7 @@ from asc_jax.export import onnx_model
 from asc_jax.export import report as report_lib
 from asc_jax.export import runtimes
 from asc_jax.export import tflite as tflite_lib
+from asc_jax.export import tflite_integer
 
 FORMATS = ('tflite', 'onnx', 'c')
 TFLITE_FILE, ONNX_FILE, HEADER_FILE = 'model_int8.tflite', 'model_int8.onnx', 'model_int8.h'
@@ -116,12 +117,14 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
                 artifacts=[], agreement=[])
   artifacts, rows = report['artifacts'], report['agreement']
 
-  def compare(artifact: str, runtime: str, logits: np.ndarray) -> None:
-    row = dict(artifact=artifact, runtime=runtime,
-               **report_lib.agreement(logits, reference, test['label']))
+  def compare(artifact: str, runtime: str, logits: np.ndarray, against: np.ndarray = reference,
+              against_name: str = report_lib.INT8_RUNTIME) -> None:
+    row = dict(artifact=artifact, runtime=runtime, reference=against_name,
+               **report_lib.agreement(logits, against, test['label']))
     rows.append(row)
-    log(f'{artifact} in {runtime}: top-1 agreement {100 * row["top1_agreement"]:.2f} %, '
-        f'max |logit diff| {row["max_abs_logit_difference"]:.4f}')
+    log(f'{artifact} in {runtime} against the {against_name}: top-1 agreement '
+        f'{100 * row["top1_agreement"]:.2f} %, max |logit diff| '
+        f'{row["max_abs_logit_difference"]:.4f}')
 
   front_end = front_end_lib.description(inputs.export_dir, manifest)
   front_end['model_input_norm'] = dict(norm=manifest['model']['norm'],
@@ -159,6 +162,19 @@ def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration
         op_counts=model.op_counts, clipped_weights=model.clipped_weights,
         scales={kind: sources.count(kind) for kind in ('qat', 'fixed', 'calibrated')},
         runtimes_agreement=report_lib.runtimes_agreement(micro, litert))
+    if tflite_activations in tflite_integer.ACTIVATIONS:
+      exact = tflite_integer.run(model.data, quantized_input)
+      exact_logits = model.output_scale.dequantize(exact)
+      compare(TFLITE_FILE, 'tflite-micro', model.output_scale.dequantize(micro), exact_logits,
+              report_lib.EXACT_RUNTIME)
+      compare(TFLITE_FILE, 'ai-edge-litert', model.output_scale.dequantize(litert), exact_logits,
+              report_lib.EXACT_RUNTIME)
+      report['exact_runtime'] = dict(
+          accuracy=float(np.mean(exact_logits.argmax(-1) == test['label'])),
+          int8_runtime_top1_agreement=float(np.mean(exact_logits.argmax(-1)
+                                                    == reference.argmax(-1))),
+          tflite_micro=report_lib.runtimes_agreement(micro, exact),
+          litert=report_lib.runtimes_agreement(litert, exact))
     if 'c' in formats:
       header = c_array.header(model.data, 'model_int8', arena_bytes=header_arena,
                               input_scale=model.input_scale.scale,

@@ -1,7 +1,16 @@
-"""Agreement of each exported artifact with asc_jax's int8 NumPy runtime, and the export report
-(export_report.json and export_report.md)."""
+"""Agreement of each exported artifact with asc_jax's own runtimes, and the export report
+(export_report.json and export_report.md).
+
+Two references: the int8 NumPy runtime (asc_jax/compress/int8_runtime.py: int8 convolution
+inputs, float32 between convolutions, as quantization-aware training computes) for every
+artifact, and for a fully integer .tflite also the TFLM-exact runtime
+(asc_jax/export/tflite_integer.py: the file's own integer arithmetic, as TFLite Micro computes it).
+"""
 
 import numpy as np
+
+INT8_RUNTIME = 'int8 runtime'
+EXACT_RUNTIME = 'TFLM-exact runtime'
 
 
 def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
@@ -52,18 +61,27 @@ def markdown(report: dict) -> str:
   lines += ['', '## Artifacts', '', '| file | bytes | format |', '|---|---|---|']
   for artifact in report['artifacts']:
     lines.append(f'| {artifact["file"]} | {artifact["bytes"]:,} | {artifact["format"]} |')
-  lines += ['', '## Agreement with the int8 runtime', '',
-            '| artifact | runtime | top-1 agreement | disagreements (max ref. margin) | '
+  lines += ['', '## Agreement with asc_jax\'s runtimes', '',
+            '| artifact | runtime | against | top-1 agreement | disagreements (max ref. margin) | '
             'max abs logit diff | mean abs logit diff | accuracy |',
-            '|---|---|---|---|---|---|---|']
+            '|---|---|---|---|---|---|---|---|']
   reference_accuracy = report['reference']['accuracy']
   for row in report['agreement']:
-    lines.append(f'| {row["artifact"]} | {row["runtime"]} | {100 * row["top1_agreement"]:.2f} % | '
+    lines.append(f'| {row["artifact"]} | {row["runtime"]} | {row.get("reference", INT8_RUNTIME)} '
+                 f'| {100 * row["top1_agreement"]:.2f} % | '
                  f'{row["disagreements"]} ({row["max_disagreement_margin"]:.3f}) | '
                  f'{row["max_abs_logit_difference"]:.4f} | {row["mean_abs_logit_difference"]:.4f} '
                  f'| {100 * row["accuracy"]:.2f} % |')
   lines += ['', f'int8 NumPy runtime accuracy: {100 * reference_accuracy:.2f} %; logits span '
             f'{report["reference"]["logit_range"]:.3f}.']
+  exact = report.get('exact_runtime')
+  if exact:
+    lines += ['', f'{EXACT_RUNTIME} (asc_jax/export/tflite_integer.py, the .tflite file\'s integer '
+              f'arithmetic as TFLite Micro computes it): accuracy {100 * exact["accuracy"]:.2f} %, '
+              f'top-1 agreement with the int8 runtime {100 * exact["int8_runtime_top1_agreement"]:.2f}'
+              f' %; outputs identical to tflite-micro\'s on '
+              f'{100 * exact["tflite_micro"]["identical_outputs"]:.2f} % of the clips, to '
+              f'ai-edge-litert\'s on {100 * exact["litert"]["identical_outputs"]:.2f} %.']
   if 'tflite' in report:
     tfl = report['tflite']
     lines += ['', f'## TFLite model (activations: {tfl["activations"]})', '',
