@@ -69,47 +69,46 @@ def test_onnx_in_onnxruntime_agrees_with_the_int8_runtime(exported):
   assert row['mean_abs_logit_difference'] < 0.01 * row['logit_range']
 
 
-def test_tflite_runs_in_tflite_micro_and_litert_with_the_same_integers(exported):
-  rows = rows_by_runtime(exported['report'])
-  # The int16 kernels of the two runtimes round differently in places: close, not identical.
-  for row in (rows['tflite-micro'], rows['ai-edge-litert']):
-    assert row['clips'] == 90 and row['top1_agreement'] >= 0.85
-    assert row['mean_abs_logit_difference'] < 0.05 * row['logit_range']
-  between = exported['report']['tflite']['runtimes_agreement']
-  assert 0.85 <= between['top1_agreement'] <= 1.0
-  assert between['identical_outputs'] <= between['top1_agreement']
-
-
-def test_fully_integer_tflite_is_asc_jax_exact_runtime_bit_for_bit_in_tflite_micro(exported):
-  """asc_jax/export/tflite_integer.py evaluates the file's integer arithmetic; TFLite Micro's
-  outputs are the same integers on every clip (LiteRT's int16 RSQRT rounds differently)."""
+def test_int8_tflite_gives_the_same_integers_in_tflite_micro_litert_and_asc_jax(exported):
+  """The default, every tensor int8: both interpreters and the TFLM-exact runtime
+  (asc_jax/export/tflite_integer.py) compute the same integers on every clip, so the file agrees
+  with asc_jax's model of it on 100 %. Against the int8 NumPy runtime (float32 between
+  convolutions) it agrees less: roundings the runtime does not make spread through the blocks."""
   report = exported['report']
+  assert report['tflite']['activations'] == 'int8'
+  assert report['tflite']['runtimes_agreement'] == dict(top1_agreement=1.0, identical_outputs=1.0)
   exact = report['exact_runtime']
-  assert exact['tflite_micro'] == dict(top1_agreement=1.0, identical_outputs=1.0)
-  row = rows_by_runtime(report, report_lib.EXACT_RUNTIME)['tflite-micro']
-  assert row['clips'] == 90 and row['top1_agreement'] == 1.0
-  assert row['max_abs_logit_difference'] == 0.0
-  assert row['accuracy'] == exact['accuracy']
-  assert exact['litert']['top1_agreement'] >= 0.85
-  assert 0.75 <= exact['int8_runtime_top1_agreement'] <= 1.0
+  for runtime in ('tflite_micro', 'litert'):
+    assert exact[runtime] == dict(top1_agreement=1.0, identical_outputs=1.0)
+  rows = rows_by_runtime(report, report_lib.EXACT_RUNTIME)
+  for row in (rows['tflite-micro'], rows['ai-edge-litert']):
+    assert row['clips'] == 90 and row['top1_agreement'] == 1.0
+    assert row['max_abs_logit_difference'] == 0.0 and row['accuracy'] == exact['accuracy']
+  for row in rows_by_runtime(report).values():
+    if row['artifact'] == artifacts.TFLITE_FILE:
+      assert row['top1_agreement'] >= 0.7
+      assert row['mean_abs_logit_difference'] < 0.1 * row['logit_range']
+  assert 0.7 <= exact['int8_runtime_top1_agreement'] <= 1.0
   text = open(os.path.join(exported['out'], artifacts.REPORT_MARKDOWN), encoding='utf-8').read()
   assert report_lib.EXACT_RUNTIME in text and 'identical to tflite-micro\'s on 100.00 %' in text
 
 
-@pytest.mark.parametrize('activations', ['int8', 'int16'])
-def test_other_tflite_activation_widths_run_in_tflite_micro(compressed, tmp_path, activations):
-  """int8: every tensor int8; int16: 16x8 convolutions (int16 activations from the exact int8 QAT
-  inputs, int64 biases). The default, mixed, is between the two (see the README's figures)."""
+@pytest.mark.parametrize('activations', ['mixed', 'int16'])
+def test_wider_tflite_activations_are_asc_jax_exact_runtime_in_tflite_micro(compressed, tmp_path,
+                                                                           activations):
+  """mixed: int16 between int8 convolutions; int16: 16x8 convolutions too (int16 activations from
+  the exact int8 QAT inputs, int64 biases). TFLite Micro's integers are the TFLM-exact runtime's
+  on every clip; LiteRT's int16 RSQRT rounds its own way, so it is close, not identical."""
   report = artifacts.export(compressed, str(tmp_path), ('tflite',), tflite_activations=activations,
                             log=lambda message: None)
   assert report['tflite']['activations'] == activations
+  assert report['exact_runtime']['tflite_micro'] == dict(top1_agreement=1.0, identical_outputs=1.0)
+  row = rows_by_runtime(report, report_lib.EXACT_RUNTIME)['ai-edge-litert']
+  assert row['top1_agreement'] >= 0.85
+  assert row['mean_abs_logit_difference'] < 0.05 * row['logit_range']
   row = rows_by_runtime(report)['tflite-micro']
-  assert row['top1_agreement'] >= (0.75 if activations == 'int8' else 0.85)
+  assert row['top1_agreement'] >= 0.85
   assert row['mean_abs_logit_difference'] < 0.1 * row['logit_range']
-  if activations == 'int16':   # 16x8 convolutions: int64 biases and accumulators, still exact
-    assert report['exact_runtime']['tflite_micro']['identical_outputs'] == 1.0
-  else:
-    assert 'exact_runtime' not in report
 
 
 def test_float_kernel_tflite_computes_the_int8_runtime_in_tflite_micro_and_litert(compressed,

@@ -59,6 +59,16 @@ def test_logistic_int16_on_every_input(input_scale):
   assert np.abs(out.reshape(-1) - np.minimum(expected.reshape(-1), 32767)).max() <= 8
 
 
+@pytest.mark.parametrize('input_scale, zero_point', [(0.0625, 0), (0.0371, -9), (0.11, 20)])
+def test_logistic_int8_on_every_input(input_scale, zero_point):
+  x = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16)
+  model = one_op(OP.LOGISTIC, [tensor('x', x.shape, np.int8, input_scale, zero_point),
+                               tensor('y', x.shape, np.int8, 1 / 256, -128)], [0])
+  out = assert_same_as_tflite_micro(model, x)
+  expected = 256 / (1 + np.exp(-(x.astype(np.float64) - zero_point) * input_scale)) - 128
+  assert np.abs(out.reshape(-1) - np.minimum(expected.reshape(-1), 127)).max() <= 1
+
+
 def random_int(rng, shape, dtype, clips=4):
   info = np.iinfo(dtype)
   return rng.integers(info.min, info.max + 1, (clips, *shape)).astype(dtype)

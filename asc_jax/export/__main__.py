@@ -5,7 +5,8 @@
 
 --workdir is the directory python -m asc_jax.compress wrote (config.json + export/); it is only
 read. The report compares every artifact, run in its own runtime, with the int8 NumPy runtime on
-the test split of the dataset the model was trained on.
+the test split of the dataset the model was trained on, and a fully integer .tflite also with the
+TFLM-exact runtime (asc_jax/export/tflite_integer.py).
 """
 
 import sys
@@ -21,10 +22,11 @@ flags.DEFINE_string('out', None, 'Output directory (created; default WORKDIR/dep
 flags.DEFINE_integer('calibration_clips', 256,
                      'Training clips that calibrate the ranges of tensors between convolutions.')
 flags.DEFINE_integer('max_clips', 0, 'Score only the first N test clips (0 = all).')
-flags.DEFINE_enum('tflite_activations', 'mixed', ['mixed', 'int8', 'int16', 'float'],
-                  'TFLite activations: mixed = int8 convolutions (int8 in and out, int32 biases) '
-                  'with int16 sums, ResNorm, SiLU and logits between them; int8 = every tensor '
-                  'int8; int16 = 16x8 convolutions too (int64 biases). Convolution inputs are int8 '
+flags.DEFINE_enum('tflite_activations', 'int8', ['int8', 'mixed', 'int16', 'float'],
+                  'TFLite activations: int8 = every tensor int8 (tflite-micro, ai-edge-litert and '
+                  'the TFLM-exact runtime give the same integers); mixed = int8 convolutions (int8 '
+                  'in and out, int32 biases) with int16 sums, ResNorm, SiLU and logits between '
+                  'them; int16 = 16x8 convolutions too (int64 biases). Convolution inputs are int8 '
                   'at their QAT scales in all three. float = not fully integer: int8 weights and '
                   'int8-rounded convolution inputs, float32 kernels that compute the int8 '
                   'runtime\'s own arithmetic (agrees with it on every clip measured; '

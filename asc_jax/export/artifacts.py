@@ -40,7 +40,7 @@ REPORT_JSON, REPORT_MARKDOWN = 'export_report.json', 'export_report.md'
 FRONT_END_FILE = 'front_end.json'
 ARENA_MARGIN = 1.10   # the header's arena: measured size + 10 %, rounded up to 16 bytes
 CHUNK = 64
-TFLITE_ACTIVATIONS = ('mixed', 'int8', 'int16', 'float')
+TFLITE_ACTIVATIONS = ('int8', 'mixed', 'int16', 'float')
 
 
 @dataclasses.dataclass
@@ -90,11 +90,12 @@ def _write(out: str, name: str, data: bytes, artifacts: list, kind: str) -> None
 
 
 def export(workdir: str, out: str, formats: Sequence[str] = FORMATS, calibration_clips: int = 256,
-           max_clips: int = 0, tflite_activations: str = 'mixed', log=print) -> dict:
+           max_clips: int = 0, tflite_activations: str = 'int8', log=print) -> dict:
   """Builds, writes and checks the requested formats; returns the report (also written).
 
-  tflite_activations: 'mixed' (int8 convolutions, int16 for the sums, ResNorm and SiLU between
-  them), 'int8' (every activation int8), 'int16' (16x8 convolutions too), or 'float' (not
+  tflite_activations: 'int8' (every activation int8; tflite-micro, ai-edge-litert and the
+  TFLM-exact runtime compute the same integers), 'mixed' (int8 convolutions, int16 for the sums,
+  ResNorm and SiLU between them), 'int16' (16x8 convolutions too), or 'float' (not
   fully integer: int8 weights and int8 convolution inputs, float32 kernels computing the int8
   runtime's arithmetic; see asc_jax/export/tflite_float.py)."""
   if tflite_activations not in TFLITE_ACTIVATIONS:

@@ -119,3 +119,59 @@ def inverse_sqrt_multiplier(value) -> tuple[np.ndarray, np.ndarray]:
   x = np.where(shift < 0, wrap_int32(x << np.maximum(-shift, 0)), x)
   shift = np.maximum(shift, 0)
   return np.where(small, INT32_MAX, x), np.where(small, 0, -shift)
+
+
+def _exp_on_quarter_interval(a: np.ndarray) -> np.ndarray:
+  """exp(a) for a in [-1/4, 0), Q0: a Taylor expansion around -1/8 (gemmlowp)."""
+  constant_term, one_third = 1895147668, 715827883          # exp(-1/8), 1/3 in Q0
+  x = wrap_int32(a + (1 << 28))
+  x2 = rounding_high_mul(x, x)
+  x3 = rounding_high_mul(x2, x)
+  x4 = rounding_high_mul(x2, x2)
+  x4_over_4 = saturating_multiply_by_pot(x4, -2)
+  series = saturating_multiply_by_pot(
+      wrap_int32(rounding_high_mul(wrap_int32(x4_over_4 + x3), one_third) + x2), -1)
+  return wrap_int32(constant_term + rounding_high_mul(constant_term, wrap_int32(x + series)))
+
+
+# exp(-2**k) in Q0 for k = -2..4, the factors of gemmlowp's barrel shifter.
+EXP_OF_MINUS_POWERS = {-2: 1672461947, -1: 1302514674, 0: 790015084, 1: 290630308, 2: 39332535,
+                       3: 720401, 4: 242}
+
+
+def exp_on_negative_values(a: np.ndarray, integer_bits: int) -> np.ndarray:
+  """exp(a) in Q0 for a <= 0 in Q`integer_bits` (gemmlowp exp_on_negative_values)."""
+  fractional_bits = 31 - integer_bits
+  quarter = 1 << (fractional_bits - 2)
+  a = np.asarray(a, np.int64)
+  shifted = wrap_int32((a & (quarter - 1)) - quarter)
+  result = _exp_on_quarter_interval(saturating_multiply_by_pot(shifted, integer_bits))
+  remainder = wrap_int32(shifted - a)
+  for exponent, factor in EXP_OF_MINUS_POWERS.items():
+    if integer_bits > exponent:
+      bit = (remainder & (1 << (fractional_bits + exponent))) != 0
+      result = np.where(bit, rounding_high_mul(result, factor), result)
+  if integer_bits > 5:
+    result = np.where(a < -(1 << (36 - integer_bits)), 0, result)
+  return np.where(a == 0, INT32_MAX, result)
+
+
+def _one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
+  """1 / (1 + a) in Q0 for a in (0, 1) in Q0: three Newton-Raphson steps in Q2 (gemmlowp)."""
+  total = a + INT32_MAX
+  half_denominator = (total + np.where(total >= 0, 1, -1)) // 2   # sum >= 0: floor is trunc
+  x = wrap_int32(1515870810 + rounding_high_mul(half_denominator, -1010580540))   # 48/17, -32/17
+  for _ in range(3):
+    error = wrap_int32((1 << 29) - rounding_high_mul(half_denominator, x))
+    x = wrap_int32(x + saturating_multiply_by_pot(rounding_high_mul(x, error), 2))
+  return saturating_multiply_by_pot(x, 1)
+
+
+def logistic(a: np.ndarray, integer_bits: int) -> np.ndarray:
+  """1 / (1 + exp(-a)) in Q0 for a in Q`integer_bits` (gemmlowp logistic)."""
+  a = np.asarray(a, np.int64)
+  positive = a > 0
+  magnitude = np.where(positive, a, wrap_int32(-a))
+  on_positive = _one_over_one_plus_x(exp_on_negative_values(wrap_int32(-magnitude), integer_bits))
+  result = np.where(positive, on_positive, wrap_int32(INT32_MAX - on_positive))
+  return np.where(a == 0, 1 << 30, result)

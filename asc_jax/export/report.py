@@ -46,7 +46,10 @@ def markdown(report: dict) -> str:
   lines = ['# Export report', '',
            f'Source: `{report["export_dir"]}`; agreement measured on the `{report["split"]}` split '
            f'of the training dataset ({report["clips"]} clips) against asc_jax\'s int8 NumPy '
-           'runtime (asc_jax/compress/int8_runtime.py).', '',
+           'runtime (asc_jax/compress/int8_runtime.py: int8 convolution inputs, float32 between '
+           'convolutions, as quantization-aware training computes) and, for a fully integer '
+           '.tflite, against the TFLM-exact runtime (asc_jax/export/tflite_integer.py: the '
+           'file\'s integer arithmetic as TFLite Micro computes it).', '',
            '## Model', '', '| | |', '|---|---|',
            f'| parameters | {size["params"]:,} ({size["nonzero_params"]:,} non-zero) |',
            f'| DCASE2021 size (non-zero, stored width) | {size["bytes_dcase2021"]:,} B = '

@@ -14,10 +14,12 @@ The model (batch 1):
           CONCATENATION); SiLU as LOGISTIC * x; MAX_POOL_2D; QUANTIZE between widths.
   output  [1, classes] logits (int16 or int8): dequantize with the output's scale and zero point.
 Activation widths (`activations`): every convolution input is int8 at the scale QAT learned, in
-all of them; 'mixed' (default) keeps convolutions int8 x int8 -> int8 (int32 biases) and holds the
-sums, ResNorm, SiLU and logits, which the NumPy runtime computes in float32, in int16; 'int8'
-makes every tensor int8; 'int16' also runs the convolutions 16x8 (int16 activations made exactly
+all of them; 'int8' (default) makes every tensor int8; 'mixed' keeps convolutions int8 x int8 ->
+int8 (int32 biases) and holds the sums, ResNorm, SiLU and logits, which the NumPy runtime computes
+in float32, in int16; 'int16' also runs the convolutions 16x8 (int16 activations made exactly
 from the int8 inputs, int64 biases), so that only int16 roundings separate it from the runtime.
+asc_jax/export/tflite_integer.py computes every mode's integers exactly as TFLite Micro does;
+ai-edge-litert does too in 'int8' (its int16 RSQRT rounds its own way in the other two).
 Every builtin used is in TFLite Micro's op resolver (tests run it with the tflite-micro Python
 interpreter and with ai-edge-litert). ResNorm's eps is added in int16 (it is below int8
 resolution and left out there; a var that quantizes to 0 saturates RSQRT at its range).
@@ -230,10 +232,10 @@ class _Lowering(flatbuffer.GraphWriter):
 
 
 def build_tflite(graph: graph_lib.Graph, ranges: dict[str, tuple[float, float]],
-                 shapes: dict[str, tuple], description: str, activations: str = 'mixed'
+                 shapes: dict[str, tuple], description: str, activations: str = 'int8'
                  ) -> TfliteModel:
   """The TFLite model of `graph` from the stem's input on. `ranges`: calibrated (min, max) of the
-  graph's tensors; `shapes`: their shapes with batch 1; `activations`: int8 | mixed | int16
+  graph's tensors; `shapes`: their shapes with batch 1; `activations`: int8 | mixed | int16 | float
   (see int8_scales.assign)."""
   if activations == 'float':
     return _build_float(graph, ranges, shapes, description)

@@ -10,13 +10,13 @@ through the network, so the float runtime predicts what the microcontroller outp
 (asc_jax.export.fixed_point) from the file's own tensors, scales and options, so its outputs are
 the file's outputs on a device, and its accuracy is the deployed model's accuracy.
 
-Covers the builtins asc_jax's fully integer export writes with --tflite_activations=mixed or int16
-(ACTIVATIONS): CONV_2D, DEPTHWISE_CONV_2D (int8 x int8 with int32 bias, int16 x int8 with int64
-bias), ADD, SUB, MUL, MEAN, RSQRT, int16 LOGISTIC, QUANTIZE between int8 and int16, MAX_POOL_2D,
-PAD, SLICE, CONCATENATION; anything else raises (the int8 mode's int8 LOGISTIC among them).
-Checked against the tflite-micro interpreter from PyPI (tests/test_export_formats.py): identical
-outputs on every clip. The multipliers are derived in double precision from the float32 scales,
-as that build derives them.
+Covers the builtins of asc_jax's fully integer exports (--tflite_activations in ACTIVATIONS):
+CONV_2D, DEPTHWISE_CONV_2D (int8 x int8 with int32 bias, int16 x int8 with int64 bias), ADD, SUB,
+MUL, MEAN, RSQRT, LOGISTIC (int8 and int16), QUANTIZE between int8 and int16, MAX_POOL_2D, PAD,
+SLICE, CONCATENATION; anything else raises. Checked against the tflite-micro interpreter from PyPI,
+op by op on exhaustive or random inputs (tests/test_tflite_integer.py) and on whole exported
+models (tests/test_export_formats.py): identical integers. The multipliers are derived in double
+precision from the float32 scales, as that build derives them.
 """
 
 import dataclasses
@@ -27,7 +27,7 @@ import tflite
 
 from asc_jax.export import fixed_point as fp
 
-ACTIVATIONS = ('mixed', 'int16')   # the export's --tflite_activations this runtime evaluates
+ACTIVATIONS = ('mixed', 'int16', 'int8')   # the export's --tflite_activations this runtime evaluates
 OP = tflite.BuiltinOperator
 OP_NAMES = {value: key for key, value in vars(OP).items() if not key.startswith('_')}
 DTYPES = {tflite.TensorType.INT8: np.int8, tflite.TensorType.INT16: np.int16,
@@ -237,8 +237,8 @@ def _logistic(op: OperatorInfo, tensors: list[TensorInfo], values: dict) -> np.n
   """int16 LOGISTIC: input rescaled to 1 / (3 * 4096) per step, table lookup with linear
   interpolation on |x|, output at scale 2**-15."""
   source = tensors[op.inputs[0]]
-  if source.dtype != np.int16:
-    raise ValueError('the integer runtime evaluates int16 LOGISTIC only')
+  if source.dtype == np.int8:
+    return _logistic_int8(values[op.inputs[0]] - source.zero_point[0], float(source.scale[0]))
   scale = float(source.scale[0])
   log2 = float(np.log(_f32(scale)) * (_f32(1) / np.log(_f32(2))))
   rounded = fp.round_half_away(log2)
@@ -260,6 +260,20 @@ def _logistic(op: OperatorInfo, tensors: list[TensorInfo], values: dict) -> np.n
   result = np.where(step >= 255, 0x7FFF << 10, (low << 9) + (magnitude & 0x1FF) * (high - low))
   result = np.where(x >= 0, result + (1 << 9), (1 << 25) - result + (1 << 9) - 1)
   return (result >> 10).astype(np.int64)
+
+
+def _logistic_int8(x: np.ndarray, scale: float) -> np.ndarray:
+  """int8 LOGISTIC: input rescaled to Q4.27, gemmlowp's fixed-point logistic, output at scale
+  1 / 256 and zero point -128; inputs beyond the Q4 range saturate."""
+  integer_bits = 4
+  fraction, left_shift = np.frexp(scale * float(1 << (31 - integer_bits)))
+  multiplier = int(fp.round_half_away(float(fraction) * (1 << 31)))
+  radius = int(np.floor(((1 << integer_bits) - 1) * float(1 << (31 - integer_bits))
+                        / float(1 << int(left_shift))))
+  q4 = fp.multiply_by_multiplier(x, multiplier, int(left_shift))
+  q23 = fp.rounding_divide_by_pot(fp.logistic(q4, integer_bits), 31 - 8) - 128
+  inside = np.clip(q23, -128, 127)
+  return np.where(x <= -radius, -128, np.where(x >= radius, 127, inside))
 
 
 def _quantize(op: OperatorInfo, tensors: list[TensorInfo], values: dict) -> np.ndarray:
