@@ -25,6 +25,7 @@ from typing import Any, Optional
 import numpy as np
 import tflite
 
+from asc_jax.compress import int8_runtime
 from asc_jax.export import fixed_point as fp
 
 ACTIVATIONS = ('mixed', 'int16', 'int8')   # the export's --tflite_activations this runtime evaluates
@@ -138,7 +139,7 @@ def _conv(op: OperatorInfo, tensors: list[TensorInfo], values: dict) -> np.ndarr
   if options.Padding() == tflite.Padding.SAME:
     padding = tuple(_same_padding(size, k, s) for size, k, s in
                     zip(x.shape[1:3], (k_h, k_w), strides))
-  total = _shifted_conv(x.astype(np.float64), kernel, padding, strides, depthwise)
+  total = int8_runtime._shifted_conv(x.astype(np.float64), kernel, padding, strides)
   accumulator = np.rint(total).astype(np.int64) + bias.data.astype(np.int64)
   input_scale = float(source.scale[0])
   multipliers, shifts = zip(*(fp.quantize_multiplier(input_scale * float(w) / float(output.scale[0]))
@@ -155,21 +156,6 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   out = (size + stride - 1) // stride
   total = max((out - 1) * stride + kernel - size, 0)
   return total // 2, total - total // 2
-
-
-def _shifted_conv(x, kernel, padding, strides, depthwise: bool) -> np.ndarray:
-  """Exact integer sums (float64 holds them exactly) of a convolution over NHWC."""
-  x = np.pad(x, ((0, 0), *padding, (0, 0)))
-  k_h, k_w = kernel.shape[:2]
-  out_h = (x.shape[1] - k_h) // strides[0] + 1
-  out_w = (x.shape[2] - k_w) // strides[1] + 1
-  total = 0.0
-  for i in range(k_h):
-    for j in range(k_w):
-      window = x[:, i:i + (out_h - 1) * strides[0] + 1:strides[0],
-                 j:j + (out_w - 1) * strides[1] + 1:strides[1], :]
-      total = total + (window * kernel[i, j, 0] if depthwise else window @ kernel[i, j])
-  return total
 
 
 def _add_or_sub(op: OperatorInfo, tensors: list[TensorInfo], values: dict) -> np.ndarray:
