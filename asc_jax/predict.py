@@ -3,6 +3,9 @@
   python -m asc_jax.predict --workdir=/tmp/asc_quickstart clip.wav more_clips/
   python -m asc_jax.predict --workdir=DIR --json --top_k=5 clip.flac
   python -m asc_jax.predict --workdir=COMPRESSED_DIR --int8 clip.wav   (the int8 export)
+  python -m asc_jax.predict --workdir=COMPRESSED_DIR --tflite=DEPLOY/model_int8.tflite clip.wav
+      (a fully integer .tflite from python -m asc_jax.export, computed as TFLite Micro computes
+      it: asc_jax/export/deployed.py)
   python -m asc_jax.predict --workdir=DIR --per_window --hop_s=2.5 long_recording.wav
   python -m asc_jax.predict --workdir=DIR --dcase_csv=submission.csv evaluation/audio
 
@@ -58,7 +61,7 @@ def collect_audio_files(paths: Sequence[str]) -> list[str]:
 
 def make_classifier(bundle: Any):
   """A function: log-mel batch [N, F, T] -> float32 logits [N, K] (jitted for a Flax model)."""
-  if not hasattr(bundle.model, 'apply'):   # an int8 export: the NumPy runtime, not jittable
+  if not hasattr(bundle.model, 'apply'):   # an int8 export or a .tflite: NumPy, not jittable
     return lambda logmel: np.asarray(bundle.model.logits(logmel), np.float32)
 
   @jax.jit
@@ -243,6 +246,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('batch_size', 16, 'Windows per forward pass.')
   flags.DEFINE_bool('int8', False, 'Use the int8 export of --workdir (written by '
                     'python -m asc_jax.compress), run by the NumPy integer runtime.')
+  flags.DEFINE_string('tflite', None, 'Classify with this fully integer .tflite (python -m '
+                      'asc_jax.export, exported from --workdir) through asc_jax\'s TFLM-exact '
+                      'runtime: the integers TensorFlow Lite Micro computes on a device.')
   flags.DEFINE_enum('checkpoint', 'latest', ['latest', 'best'],
                     'Which checkpoint of the workdir to use.')
   flags.DEFINE_float('hop_s', None, 'Seconds between the windows of a recording longer than the '
@@ -265,12 +271,15 @@ def main(argv: Sequence[str]) -> int:
   try:
     names = submission_names(paths)
     files = list(names)
-    if flags.FLAGS.int8:
+    if flags.FLAGS.tflite:
+      from asc_jax.export import deployed  # Imported here, like inference.
+      bundle = deployed.load_inference_bundle(flags.FLAGS.workdir, flags.FLAGS.tflite)
+    elif flags.FLAGS.int8:
       from asc_jax.compress import export  # Imported here, like inference.
       bundle = export.load_inference_bundle(flags.FLAGS.workdir)
     else:
       bundle = inference.load_for_inference(flags.FLAGS.workdir, flags.FLAGS.checkpoint)
-  except FileNotFoundError as error:
+  except (FileNotFoundError, ValueError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 1
   results = predict_files(bundle, files, flags.FLAGS.batch_size, flags.FLAGS.hop_s,

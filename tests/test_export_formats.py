@@ -17,10 +17,12 @@ from asc_jax.compress import int8_runtime
 from asc_jax.data import datasets
 from asc_jax.export import artifacts
 from asc_jax.export import clips
+from asc_jax.export import deployed
 from asc_jax.export import front_end
 from asc_jax.export import graph as graph_lib
 from asc_jax.export import report as report_lib
 from asc_jax.export import runtimes
+from asc_jax.export import tflite as tflite_lib
 
 REPO = os.path.join(os.path.dirname(__file__), '..')
 SOURCE_EPOCHS = 20
@@ -233,3 +235,38 @@ def test_predict_int8_windows_a_long_recording_with_the_integer_runtime(compress
   expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
   np.testing.assert_allclose(list(result['probabilities'].values()), expected, rtol=1e-4,
                              atol=1e-6)
+
+
+def test_predict_tflite_gives_tflite_micros_predictions(exported, tmp_path):
+  """predict --tflite=model_int8.tflite: the front end, then the file's integers from the
+  TFLM-exact runtime; the same logits as tflite-micro run on the same windows, to the bit."""
+  bundle = deployed.load_inference_bundle(exported['workdir'],
+                                          os.path.join(exported['out'], artifacts.TFLITE_FILE))
+  params = bundle.feature_params
+  rate, window = params['sample_rate'], features.num_samples(params)
+  path = str(tmp_path / 'long.wav')
+  waveform = 0.2 * np.random.default_rng(6).standard_normal(int(2.5 * window)).astype(np.float32)
+  soundfile.write(path, waveform, rate, subtype='FLOAT')
+  (result,) = predict.predict_files(bundle, [path], per_window=True)
+  assert result['windows'] == 4
+  starts = [int(round(entry['start_s'] * rate)) for entry in result['per_window']]
+  logmels = np.stack([features.logmel(waveform[start:start + window], params) for start in starts])
+  model = bundle.model
+  quantized = tflite_lib.input_values(model.graph, logmels, model.input_scale)
+  micro = runtimes.run_tflite_micro(model.data, quantized, 1 << 22)
+  np.testing.assert_array_equal(model.logits(logmels), model.output_scale.dequantize(micro))
+  logits = model.output_scale.dequantize(micro).astype(np.float64).mean(axis=0)
+  expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+  np.testing.assert_allclose(list(result['probabilities'].values()), expected, rtol=1e-5,
+                             atol=1e-7)
+  with pytest.raises(ValueError, match='not a TFLite flatbuffer'):
+    deployed.load_inference_bundle(exported['workdir'], path)
+  out = tmp_path / 'predictions.csv'
+  done = subprocess.run([sys.executable, '-m', 'asc_jax.predict', f'--workdir={exported["workdir"]}',
+                         f'--tflite={os.path.join(exported["out"], artifacts.TFLITE_FILE)}',
+                         f'--dcase_csv={out}', path], cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  rows = out.read_text().splitlines()
+  assert len(rows) == 2 and rows[1].split('\t')[1] == max(result['probabilities'],
+                                                          key=result['probabilities'].get)
