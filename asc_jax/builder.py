@@ -118,7 +118,8 @@ def compile_task(task: Task, mesh: jax.sharding.Mesh, members: int = 0) -> Run:
     batch_sharding = parallel.batch_sharded(mesh)
     compiled_init = jax.jit(init, out_shardings=replicated)
     base_key = jax.jit(lambda seed: jax.random.key(seed + 1), out_shardings=replicated)
-  compiled_step = jax.jit(train_step, in_shardings=(replicated, batch_sharding, replicated),
+  compiled_step = jax.jit(parallel.traced_on(train_step, mesh),
+                          in_shardings=(replicated, batch_sharding, replicated),
                           out_shardings=(replicated, replicated), donate_argnums=(0,))
   return Run(task=task, mesh=mesh, members=members, init=compiled_init, train_step=compiled_step,
              eval_step=eval_step, base_key=base_key, state_sharding=replicated,

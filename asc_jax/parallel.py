@@ -5,7 +5,8 @@ is replicated, the global batch is split along its first axis over the 'data' me
 jax.jit inserts the collectives (BatchNorm statistics and gradient means span the global batch).
 """
 
-from typing import Any, Mapping, Optional, Sequence
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
@@ -27,6 +28,31 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 def batch_sharded(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def traced_on(function: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """`function` traced with `mesh` as the abstract mesh, so that `replicated_draw` inside it can
+  name the replicated sharding (jit it with shardings on the same mesh)."""
+
+  @functools.wraps(function)
+  def traced(*args):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return function(*args)
+
+  return traced
+
+
+def replicated_draw(x: jax.Array) -> jax.Array:
+  """`x` computed whole on every device: for small per-example random draws whose sampler loops
+  until a data-dependent condition (jax.random.beta's gamma rejection sampling, for mixup and
+  Freq-MixStyle). Split along the batch, such a loop's condition becomes an all-reduce, and two
+  independent loops can reach their all-reduces in different orders on two host devices: a
+  deadlock (XLA aborts after 40 s; seen with mixup, Freq-MixStyle and device translation on the
+  default two CPU devices). Replicated, the loops need no collective; the values are the same
+  (JAX's partitionable threefry). A no-op outside `traced_on` (one device, tests of a function)."""
+  if jax.sharding.get_abstract_mesh().empty:
+    return x
+  return jax.lax.with_sharding_constraint(x, PartitionSpec())
 
 
 def check_batch_size(global_batch_size: int, key: str, mesh: jax.sharding.Mesh) -> None:

@@ -240,3 +240,34 @@ def test_pipeline_on_a_batch_sharded_over_all_devices_matches_one_device():
   single = step(jax.random.key(4), x, targets)
   for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_random_draws_with_rejection_loops_need_no_collective_on_a_mesh():
+  """jax.random.beta loops until a data-dependent condition; split over devices its loop
+  condition becomes an all-reduce, and independent loops (mixup's, Freq-MixStyle's) could reach
+  theirs in different orders on two host devices and deadlock. Traced on the mesh (as the
+  builder traces the train step), the draws are replicated: no all-reduce comes from them, and
+  the values are those of one device."""
+  mesh = parallel.make_mesh()
+  batch = 2 * len(jax.devices())
+  x = jax.random.normal(jax.random.key(0), (batch, FREQS, FRAMES))
+  targets = {'label': jax.nn.one_hot(jnp.arange(batch) % CLASSES, CLASSES)}
+  config = all_on_config()
+
+  def augment(key, x, targets):
+    return chain.augment_batch(key, x, targets, config)
+
+  shardings = (parallel.replicated(mesh), parallel.batch_sharded(mesh),
+               parallel.batch_sharded(mesh))
+  arguments = (jax.random.key(4), *jax.device_put((x, targets), parallel.batch_sharded(mesh)))
+  texts = {}
+  for name, function in (('plain', augment), ('on mesh', parallel.traced_on(augment, mesh))):
+    compiled = jax.jit(function, in_shardings=shardings).lower(*arguments).compile()
+    texts[name] = [line for line in compiled.as_text().splitlines()
+                   if ' all-reduce(' in line and '_gamma' in line]
+  assert texts['plain']        # the hazard is real: gamma loop conditions all-reduce when split
+  assert texts['on mesh'] == []
+  on_mesh = jax.jit(parallel.traced_on(augment, mesh), in_shardings=shardings)(*arguments)
+  single = jax.jit(augment)(jax.random.key(4), x, targets)
+  for a, b in zip(jax.tree.leaves(on_mesh), jax.tree.leaves(single)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

@@ -10,6 +10,8 @@ the mixing weight lam ~ Beta(alpha, alpha) is drawn per example.
 import jax
 import jax.numpy as jnp
 
+from asc_jax import parallel
+
 
 def mix_frequency_statistics(x: jax.Array, lam: jax.Array, perm: jax.Array, eps: float
                              ) -> jax.Array:
@@ -34,7 +36,7 @@ def freq_mixstyle(key: jax.Array, x: jax.Array, *, p: float, alpha: float, eps: 
   """With probability p, x [B, F, ...] with per-frequency statistics mixed between examples."""
   apply_key, lam_key, perm_key = jax.random.split(key, 3)
   batch = x.shape[0]
-  lam = jax.random.beta(lam_key, alpha, alpha, (batch,), jnp.float32)
+  lam = parallel.replicated_draw(jax.random.beta(lam_key, alpha, alpha, (batch,), jnp.float32))
   perm = jax.random.permutation(perm_key, batch)
   mixed = mix_frequency_statistics(x, lam, perm, eps)
   return jnp.where(jax.random.uniform(apply_key) < p, mixed, x)

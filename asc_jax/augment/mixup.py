@@ -5,6 +5,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from asc_jax import parallel
+
 
 def mixup(key: jax.Array, x: jax.Array, targets: Any, alpha: float
           ) -> tuple[jax.Array, Any, jax.Array, jax.Array]:
@@ -26,7 +28,7 @@ def mixup(key: jax.Array, x: jax.Array, targets: Any, alpha: float
   """
   lam_key, perm_key = jax.random.split(key)
   batch = x.shape[0]
-  lam = jax.random.beta(lam_key, alpha, alpha, (batch,), jnp.float32)
+  lam = parallel.replicated_draw(jax.random.beta(lam_key, alpha, alpha, (batch,), jnp.float32))
   perm = jax.random.permutation(perm_key, batch).astype(jnp.int32)
 
   def mix(array: jax.Array) -> jax.Array:

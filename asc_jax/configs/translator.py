@@ -8,6 +8,9 @@ Variants by argument (the front end must match the classifier the translator wil
   small (default)   synthetic_scenes/small, as configs/quickstart.py
   tiny              synthetic_scenes/tiny, a few seconds (used by tests)
   tau               TAU Urban Acoustic Scenes 2020 Mobile, as configs/bcresnet.py
+  real_audio        the real-audio benchmark, as configs/real_audio.py (its pairs: UrbanSound8K
+                    clips of the train split through device a and a seen microphone; give
+                    --config.data.manual_dir=DATA/real_audio_benchmark)
 
   python -m asc_jax.translate --config=configs/translator.py --workdir=/tmp/asc_translator
   python -m asc_jax.main --config=configs/quickstart.py --workdir=/tmp/asc_translated \
@@ -17,6 +20,7 @@ Variants by argument (the front end must match the classifier the translator wil
 import ml_collections
 
 from asc_jax import defaults
+from asc_jax.configs import real_audio
 
 
 def get_config(arg: str = 'small'):
@@ -26,8 +30,12 @@ def get_config(arg: str = 'small'):
   elif arg == 'tau':
     data = defaults.data_section('tau_urban_acoustic_scenes_2020_mobile')
     features = defaults.reference_features()
+  elif arg == 'real_audio':
+    classifier = real_audio.get_config('plain')
+    data, features = classifier.data, classifier.features
   else:
-    raise ValueError(f'configs/translator.py: unknown variant {arg!r}; choose small, tiny or tau.')
+    raise ValueError(f'configs/translator.py: unknown variant {arg!r}; choose small, tiny, tau or '
+                     'real_audio.')
   config = ml_collections.ConfigDict(dict(seed=0, data=data, features=features,
                                           translator=defaults.translator_section()))
   if arg == 'small':   # a few minutes on a laptop CPU
