@@ -142,3 +142,18 @@ def test_device_ablation_variants_switch_on_one_part_each():
                       'all': ('resnorm', True, True)}
   with pytest.raises(ValueError, match='unknown variant'):
     load_config_file(path, 'mixup')
+
+
+def test_real_audio_translator_variant_matches_the_real_audio_classifier():
+  """configs/translator.py:real_audio reads the same dataset with the same front end as
+  configs/real_audio.py (a translator must serve the classifier it augments), and names the
+  other variants when given an unknown one."""
+  translator = load_config_file(CONFIG_FILE, 'real_audio')
+  classifier = load_config_file(
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'real_audio.py'), 'recipe')
+  assert translator.data.name == classifier.data.name == 'audio_folder'
+  assert translator.data.to_dict() == classifier.data.to_dict()
+  assert translator.features.to_dict() == classifier.features.to_dict()
+  assert translator.features.sample_rate == 22050 and translator.features.n_mels == 128
+  with pytest.raises(ValueError, match='real_audio'):
+    load_config_file(CONFIG_FILE, 'nonexistent')
