@@ -214,23 +214,32 @@ def test_command_line_writes_the_requested_format(compressed, tmp_path):
     assert json.load(file)['clips'] == 8
 
 
+def classify_noise_recording(bundle, tmp_path, clip_lengths: float, seed: int):
+  """(predict's per-window result, the log-mels of its windows) for a noise recording of
+  `clip_lengths` training clips."""
+  params = bundle.feature_params
+  rate, window = params['sample_rate'], features.num_samples(params)
+  path = str(tmp_path / 'long.wav')
+  waveform = 0.2 * np.random.default_rng(seed).standard_normal(int(clip_lengths * window))
+  waveform = waveform.astype(np.float32)
+  soundfile.write(path, waveform, rate, subtype='FLOAT')
+  (result,) = predict.predict_files(bundle, [path], per_window=True)
+  starts = [int(round(entry['start_s'] * rate)) for entry in result['per_window']]
+  logmels = np.stack([features.logmel(waveform[start:start + window], params) for start in starts])
+  return result, logmels, path
+
+
 def test_predict_int8_windows_a_long_recording_with_the_integer_runtime(compressed, tmp_path):
   """predict --int8 on a recording of 3.5 clip lengths: every window scored by the NumPy int8
   runtime, mean of the window logits, nothing cropped."""
   bundle = export.load_inference_bundle(compressed)
   params = bundle.feature_params
   rate, window = params['sample_rate'], features.num_samples(params)
-  path = str(tmp_path / 'long.wav')
-  waveform = 0.2 * np.random.default_rng(5).standard_normal(int(3.5 * window)).astype(np.float32)
-  soundfile.write(path, waveform, rate, subtype='FLOAT')
-  (result,) = predict.predict_files(bundle, [path], per_window=True)
+  result, logmels, _ = classify_noise_recording(bundle, tmp_path, 3.5, seed=5)
   # Hop half a window: starts 0, 0.5, ... 2.5 clip lengths, the last window ends at the end.
   assert result['framing'] == 'windowed' and result['windows'] == 6
   assert result['per_window'][-1]['end_s'] == pytest.approx(3.5 * window / rate)
   runtime = int8_runtime.Int8Model.load(os.path.join(compressed, 'export'))
-  starts = [int(round(window_start * rate)) for window_start in
-            [entry['start_s'] for entry in result['per_window']]]
-  logmels = np.stack([features.logmel(waveform[start:start + window], params) for start in starts])
   logits = np.asarray(runtime.logits(logmels), np.float64).mean(axis=0)
   expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
   np.testing.assert_allclose(list(result['probabilities'].values()), expected, rtol=1e-4,
@@ -242,15 +251,8 @@ def test_predict_tflite_gives_tflite_micros_predictions(exported, tmp_path):
   TFLM-exact runtime; the same logits as tflite-micro run on the same windows, to the bit."""
   bundle = deployed.load_inference_bundle(exported['workdir'],
                                           os.path.join(exported['out'], artifacts.TFLITE_FILE))
-  params = bundle.feature_params
-  rate, window = params['sample_rate'], features.num_samples(params)
-  path = str(tmp_path / 'long.wav')
-  waveform = 0.2 * np.random.default_rng(6).standard_normal(int(2.5 * window)).astype(np.float32)
-  soundfile.write(path, waveform, rate, subtype='FLOAT')
-  (result,) = predict.predict_files(bundle, [path], per_window=True)
+  result, logmels, path = classify_noise_recording(bundle, tmp_path, 2.5, seed=6)
   assert result['windows'] == 4
-  starts = [int(round(entry['start_s'] * rate)) for entry in result['per_window']]
-  logmels = np.stack([features.logmel(waveform[start:start + window], params) for start in starts])
   model = bundle.model
   quantized = tflite_lib.input_values(model.graph, logmels, model.input_scale)
   micro = runtimes.run_tflite_micro(model.data, quantized, 1 << 22)
