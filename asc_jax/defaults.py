@@ -134,15 +134,21 @@ def augment_section() -> ml_collections.ConfigDict:
       filter_augment_min_bands=3,   # bands per example ~ U{min..max} (Nam et al. 2022: 3..6).
       filter_augment_max_bands=6,
       filter_augment_type='linear',  # linear (gains interpolated between knots) | step.
-      translation_workdir='',       # workdir of a trained translator (python -m asc_jax.translate).
       translation_p=0.0,            # probability per source-device example of being replaced by its
                                     # translation to a random seen device; 0 = off.
+      translation_workdir='',       # workdir of a trained translator (python -m asc_jax.translate);
+                                    # '' with translation_p > 0: the training command first trains
+                                    # one into WORKDIR/translator, on the run's own train split
+                                    # (cross-fit fold and validation left out), with config.translator.
+      translator_seed=0,            # seed of that translator (pair split, initialisation, order).
   ))
 
 
-def translator_section() -> ml_collections.ConfigDict:
-  """Device translator (asc_jax/models/translator.py) and its training on parallel pairs."""
-  return ml_collections.ConfigDict(dict(
+def translator_section(preset: str = 'default') -> ml_collections.ConfigDict:
+  """Device translator (asc_jax/models/translator.py) and its training on parallel pairs.
+  preset 'small': a narrower network trained for fewer steps, a few minutes on a laptop CPU (the
+  real-audio benchmark's pairs: about 3 min on 2 cores)."""
+  section = ml_collections.ConfigDict(dict(
       source_device='a',            # translated from; pairs join it with every other device.
       channels=(16, 32, 32),        # U-Net level channels; level i > 0 at 1 / 2**i resolution.
       embed_dim=16,                 # target-device embedding that drives FiLM.
@@ -154,6 +160,11 @@ def translator_section() -> ml_collections.ConfigDict:
       eval_batch_size=64,
       log_every_steps=50,
   ))
+  if preset == 'small':
+    section.update(dict(channels=(8, 16, 16), batch_size=16, num_steps=600, learning_rate=2e-3))
+  elif preset != 'default':
+    raise ValueError(f'translator preset {preset!r} is unknown; choose default or small.')
+  return section
 
 
 def distill_section() -> ml_collections.ConfigDict:
@@ -211,5 +222,6 @@ def experiment(data: ml_collections.ConfigDict, features: ml_collections.ConfigD
   """A complete experiment config; augmentation and compression start switched off."""
   return ml_collections.ConfigDict(dict(
       seed=seed, data=data, features=features, model=model, train=train,
-      augment=augment_section(), prune=prune_section(), distill=distill_section(),
+      augment=augment_section(), translator=translator_section(), prune=prune_section(),
+      distill=distill_section(),
       quant=quant_section(), distributed=distributed_section()))

@@ -33,6 +33,7 @@ from asc_jax.compress import distillation
 from asc_jax.compress import teacher
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
+from asc_jax.translation import fit as translation_fit
 
 VALIDATION, TEST = 'validation', 'test'
 
@@ -206,6 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   dataset = distributed.prepare_dataset(config)
   distill = distillation_options(config, dataset)
   os.makedirs(workdir, exist_ok=True)
+  config = translation_fit.own_translator(config, workdir)
   if jax.process_index() == 0:
     run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
   translation = augment_translation.load_device_translation(config)

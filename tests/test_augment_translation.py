@@ -1,7 +1,9 @@
 """Device translation inside the jitted train step, with a real translator trained on
 synthetic_scenes/tiny: shapes, dtypes, determinism, only device-a examples change, p=0 is the
-identity, and the classifier's train step runs with it over an 8-device mesh."""
+identity, and the classifier's train step runs with it over an 8-device mesh; a classifier run
+without a translator trains its own on its own train split."""
 
+import json
 import os
 
 import jax
@@ -9,10 +11,12 @@ import numpy as np
 import pytest
 
 from asc_jax import builder
+from asc_jax import train
 from asc_jax.augment import translation
 from asc_jax.data import datasets
 from asc_jax.data import input_pipeline
 from asc_jax.translation import fit
+from asc_jax.translation import pairs as pairs_lib
 from asc_jax.translation import store
 
 from conftest import load_config_file
@@ -121,3 +125,41 @@ def test_train_step_with_translation_runs_on_eight_devices(tiny_data_dir, transl
     state = run.init(jax.random.key(0))
     losses.append(float(run.train_step(state, run.global_batch(batch), run.base_key(0))[1]['loss']))
   assert np.all(np.isfinite(losses)) and losses[0] != losses[1]
+
+
+def test_a_run_without_a_translator_trains_its_own_on_its_own_train_split(tiny_data_dir,
+                                                                          tmp_path):
+  """With translation_p > 0 and no translation_workdir, the run trains a translator into
+  WORKDIR/translator from the pairs of its own train split (here a cross-fit one: the held-out
+  fold's pairs stay unseen), records it in its config, reuses it when resumed, and refuses one
+  trained with other settings."""
+  config = tiny_config(tiny_data_dir)
+  config.train.num_epochs = 1
+  config.data.cross_fit = '0/2'
+  config.augment.translation_p = 0.5
+  config.translator.update(dict(channels=(8, 8), batch_size=8, num_steps=20, eval_batch_size=8))
+  workdir = str(tmp_path / 'run')
+  metrics = train.train_and_evaluate(config, workdir)
+  assert 0.0 <= metrics['accuracy'] <= 1.0
+
+  own = os.path.join(workdir, fit.OWN_TRANSLATOR_DIR)
+  with open(os.path.join(own, store.REPORT_JSON)) as file:
+    report = json.load(file)
+  used = sum(report['train_pairs'].values()) + sum(report['held_out_pairs'].values())
+  cross_fit_split = datasets.prepare(fit.classifier_translator_config(config)).sources['train']
+  whole_config = config.copy_and_resolve_references()
+  whole_config.data.cross_fit = ''
+  whole_split = datasets.prepare(whole_config).sources['train']
+  assert used == len(pairs_lib.scan_source(cross_fit_split, 'a').pairs)
+  assert used < len(pairs_lib.scan_source(whole_split, 'a').pairs)
+  with open(os.path.join(workdir, 'config.json')) as file:
+    assert json.load(file)['augment']['translation_workdir'] == own
+
+  stamp = os.stat(os.path.join(own, store.TRANSLATOR_FILE)).st_mtime_ns
+  assert fit.own_translator(config, workdir).augment.translation_workdir == own
+  assert os.stat(os.path.join(own, store.TRANSLATOR_FILE)).st_mtime_ns == stamp
+  config.translator.num_steps = 21
+  with pytest.raises(ValueError, match='other translator'):
+    fit.own_translator(config, workdir)
+  config.augment.translation_workdir = own   # a named translator is used as it is
+  assert fit.own_translator(config, workdir) is config

@@ -36,12 +36,14 @@ Variants by argument:
   recipe_translation
                    recipe + device translation (p 0.5): each device-a clip of a batch is, with
                    probability 0.5, replaced by its translation to a seen microphone by a
-                   translator trained on the train split's pairs (configs/translator.py:real_audio;
-                   give its workdir with --config.augment.translation_workdir=DIR). Chosen by the
-                   same 3-fold cross-validation, with a rule written before its runs (adopt only
-                   if both figures beat the recipe's): 65.08 % / 1.252 against 62.53 % / 1.266
-                   (the translator was not cross-fitted: it saw every fold's device pairs, no
-                   labels).
+                   translator (config.translator, the small settings) that the command first
+                   trains on the run's own train split into WORKDIR/translator (about 3 min;
+                   or give a trained one: --config.augment.translation_workdir=DIR, e.g. from
+                   python -m asc_jax.translate --config=configs/translator.py:real_audio).
+                   Chosen by the same 3-fold cross-validation, with a rule written before its
+                   runs (adopt only if both figures beat the recipe's): 65.08 % / 1.252 against
+                   62.53 % / 1.266 (that translator was not cross-fitted: it saw every fold's
+                   device pairs, no labels).
   mixup_roll       the previous recipe: plain + mixup + time roll, 50 epochs.
   mixup_roll_25    mixup_roll at 25 epochs.
   runlocal         plain for 1 epoch (a smoke run).
@@ -94,13 +96,14 @@ def get_config(arg: str = 'plain'):
                            eval_batch_size=128, eval_every_epochs=5, log_every_steps=20,
                            test_checkpoint='final'))
   set_epochs(config.train, EPOCHS.get(arg, 25))
+  config.translator = defaults.translator_section('small')
   if arg == 'plain_noresnorm':
     config.model.norm = 'none'
   elif arg in ('recipe', 'recipe_translation', 'mixup_roll', 'mixup_roll_25'):
     config.augment.update(dict(mixup_alpha=0.3, time_roll_max_shift=43))
     if arg.startswith('recipe'):
       config.augment.update(dict(freq_mixstyle_p=0.4, freq_mixstyle_alpha=0.3))
-    if arg == 'recipe_translation':   # the translator's workdir comes from the command line
+    if arg == 'recipe_translation':
       config.augment.translation_p = TRANSLATION_P
   elif arg == 'runlocal':
     config.train.eval_every_epochs = 1

@@ -27,21 +27,20 @@ def get_config(arg: str = 'small'):
   if arg in ('small', 'tiny'):
     data = defaults.data_section('synthetic_scenes', arg)
     features = defaults.synthetic_features(arg)
+    translator = defaults.translator_section('small')
   elif arg == 'tau':
     data = defaults.data_section('tau_urban_acoustic_scenes_2020_mobile')
     features = defaults.reference_features()
-  elif arg == 'real_audio':
-    classifier = real_audio.get_config('plain')
-    data, features = classifier.data, classifier.features
+    translator = defaults.translator_section()
+  elif arg == 'real_audio':   # the translator :recipe_translation trains for itself
+    classifier = real_audio.get_config('recipe_translation')
+    data, features, translator = classifier.data, classifier.features, classifier.translator
   else:
     raise ValueError(f'configs/translator.py: unknown variant {arg!r}; choose small, tiny, tau or '
                      'real_audio.')
   config = ml_collections.ConfigDict(dict(seed=0, data=data, features=features,
-                                          translator=defaults.translator_section()))
-  if arg in ('small', 'real_audio'):   # a few minutes on a laptop CPU (real_audio: 2 min 40 s)
-    config.translator.update(dict(channels=(8, 16, 16), batch_size=16, num_steps=600,
-                                  learning_rate=2e-3))
-  elif arg == 'tiny':
+                                          translator=translator))
+  if arg == 'tiny':
     config.translator.update(dict(channels=(8, 8), batch_size=8, num_steps=150,
                                   eval_batch_size=8, learning_rate=3e-3, log_every_steps=10))
   return config

@@ -6,9 +6,12 @@ other device with the same segment_id), holds out a fraction of the segments, fi
 asc_jax.models.translator.DeviceTranslator with an L1 or L2 loss on log-mels, and reports for
 every target device the error on held-out pairs of the translation and of the identity (the
 source-device log-mel used unchanged). The translator, its config and the report go into the
-workdir (asc_jax.translation.store).
+workdir (asc_jax.translation.store). `own_translator(config, workdir)` does the same for a
+classifier run that asks for device translation without naming a trained translator: it trains
+one on the run's own train split into WORKDIR/translator.
 """
 
+import json
 import os
 from typing import Any, Callable, Optional, Sequence
 
@@ -21,6 +24,7 @@ import optax
 import tqdm
 
 from asc_jax import builder
+from asc_jax import defaults
 from asc_jax import fileio
 from asc_jax import hooks
 from asc_jax import loop
@@ -187,3 +191,64 @@ def train_translator(config: ml_collections.ConfigDict, workdir: str) -> dict[st
   fileio.atomic_write_text(os.path.join(workdir, store.REPORT_TEXT), table + '\n')
   print(table)
   return report
+
+
+OWN_TRANSLATOR_DIR = 'translator'
+# What decides a classifier run's own translator; a resumed run reuses the stored one only if
+# these keys match (paths such as data.manual_dir may move between the two).
+OWN_TRANSLATOR_KEYS = ('seed', 'data.name', 'data.builder_config', 'data.train_folds',
+                       'data.validation_folds', 'data.validation_fraction', 'data.validation_seed',
+                       'data.cross_fit', 'data.cross_fit_seed', 'features', 'translator')
+
+
+def classifier_translator_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The translate command's config for the translator of classifier run `config`: the run's data
+  (with its cross-fit fold, so the held-out third's pairs stay unseen) and front end,
+  config.translator's settings, seed config.augment.translator_seed."""
+  # configs saved before classifier configs carried a translator section lack it.
+  translator = config.translator if 'translator' in config else defaults.translator_section()
+  return ml_collections.ConfigDict(dict(
+      seed=config.augment.get('translator_seed', 0), data=config.data, features=config.features,
+      translator=translator))
+
+
+def deciding_values(config: dict) -> dict:
+  """The OWN_TRANSLATOR_KEYS values of a translator config given as a plain dict."""
+  def value(key):
+    node = config
+    for part in key.split('.'):
+      node = node.get(part) if isinstance(node, dict) else None
+    return node
+  return {key: value(key) for key in OWN_TRANSLATOR_KEYS}
+
+
+def check_reusable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError when the translator stored in `workdir` was trained with other settings."""
+  with open(os.path.join(workdir, store.CONFIG_FILE), encoding='utf-8') as file:
+    stored = deciding_values(json.load(file))
+  wanted = deciding_values(json.loads(config.to_json_best_effort()))
+  changed = sorted(key for key in wanted if stored[key] != wanted[key])
+  if changed:
+    raise ValueError(f'{workdir} holds a translator trained with other {", ".join(changed)}: '
+                     'remove that directory to train a new one, or use a new --workdir.')
+
+
+def own_translator(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """`config` with augment.translation_workdir set to WORKDIR/translator, where a translator is
+  trained first on the run's own train split unless a resumed run left one there. Unchanged when
+  translation is off (augment.translation_p 0) or a translator's workdir is already given."""
+  augment = config.augment
+  if augment.get('translation_p', 0.0) <= 0 or augment.translation_workdir:
+    return config
+  translator_dir = os.path.join(workdir, OWN_TRANSLATOR_DIR)
+  translator_config = classifier_translator_config(config)
+  if os.path.exists(os.path.join(translator_dir, store.TRANSLATOR_FILE)):
+    check_reusable(translator_dir, translator_config)
+    print(f'device translation: reusing the translator in {translator_dir}')
+  else:
+    print(f'device translation: training a translator on the train split into {translator_dir} '
+          '(config.translator; give a trained one with --config.augment.translation_workdir)')
+    train_translator(translator_config, translator_dir)
+  config = config.copy_and_resolve_references()
+  config.augment.translation_workdir = translator_dir
+  return config
