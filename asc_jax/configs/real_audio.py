@@ -40,10 +40,12 @@ Variants by argument:
                    trains on the run's own train split into WORKDIR/translator (about 3 min;
                    or give a trained one: --config.augment.translation_workdir=DIR, e.g. from
                    python -m asc_jax.translate --config=configs/translator.py:real_audio).
-                   Chosen by the same 3-fold cross-validation, with a rule written before its
-                   runs (adopt only if both figures beat the recipe's): 65.08 % / 1.252 against
-                   62.53 % / 1.266 (that translator was not cross-fitted: it saw every fold's
-                   device pairs, no labels).
+                   A variant, not the recipe: adopted by the same 3-fold cross-validation with
+                   one translator trained on every fold's pairs (65.08 % / 1.252 against
+                   62.53 % / 1.266; leaky), withdrawn by the leak-free re-check, each fold's run
+                   training its own translator on its two thirds: 62.63 % / 1.288, log loss
+                   worse than the recipe's (the rules, written before the runs:
+                   benchmarks/results/real_audio_decision_rule_recipe_translation.md).
   mixup_roll       the previous recipe: plain + mixup + time roll, 50 epochs.
   mixup_roll_25    mixup_roll at 25 epochs.
   runlocal         plain for 1 epoch (a smoke run).
