@@ -107,6 +107,22 @@ def test_student_config_of_a_source_older_than_an_augmentation_keeps_it_off(tiny
   assert student.augment.mixup_alpha == 0.2
 
 
+def test_the_student_trains_with_the_source_runs_device_translation(compressed, tmp_path):
+  """A source trained with device translation hands its translator to the student's training:
+  here one whose translator is gone, which compression must report instead of training without."""
+  source = str(tmp_path / 'source')
+  shutil.copytree(compressed['source'], source)
+  with open(os.path.join(source, 'config.json')) as file:
+    config = json.load(file)
+  config['augment'].update(translation_p=0.5, translation_workdir=str(tmp_path / 'gone'))
+  with open(os.path.join(source, 'config.json'), 'w') as file:
+    json.dump(config, file)
+  with pytest.raises(FileNotFoundError, match='gone'):
+    compress_run.run(compressed['compress'], source, str(tmp_path / 'student'),
+                     devices=jax.devices()[:1])
+  assert not (tmp_path / 'student').exists()
+
+
 def test_export_agreement_counts_differing_predictions_and_their_margins():
   student = np.array([[2.0, 1.0, 0.0], [0.0, 1.00, 0.98], [5.0, 0.0, 0.0]], np.float32)
   exported = np.array([[2.0, 1.0, 0.0], [0.0, 0.97, 0.99], [5.0, 0.0, 0.1]], np.float32)

@@ -43,6 +43,7 @@ from asc_jax import parallel
 from asc_jax import run_files
 from asc_jax import scoring
 from asc_jax import train
+from asc_jax.augment import translation as augment_translation
 from asc_jax.compress import distillation
 from asc_jax.compress import export
 from asc_jax.compress import int8_runtime
@@ -182,6 +183,7 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
                      'workdir and never edits the trained one; give another --workdir.')
   config = student_config(run_files.load_config(source_workdir), compress)
   dataset = distributed.prepare_dataset(config)
+  translation = augment_translation.load_device_translation(config)   # the source's, if any
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
@@ -215,7 +217,7 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
   steps_per_epoch, _ = builder.training_length(config.train, dataset.num_examples['train'])
   run = builder.build(config, dataset, devices, model=train_model,
                       extra_transform=pruning.pruning_from_config(config.prune, steps_per_epoch),
-                      **task_options)
+                      device_augmentation=translation, **task_options)
   writer = metric_writer.MetricWriter(workdir, enabled=jax.process_index() == 0)
   sparsity = ([SparsityReport(writer, max(1, int(config.train.eval_every_epochs * steps_per_epoch)))]
               if config.prune.target_sparsity > 0 else [])
