@@ -207,7 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Optio
   dataset = distributed.prepare_dataset(config)
   distill = distillation_options(config, dataset)
   os.makedirs(workdir, exist_ok=True)
-  config = translation_fit.own_translator(config, workdir)
+  config = translation_fit.own_translator(config, workdir, dataset)
   if jax.process_index() == 0:
     run_files.write_run_files(workdir, config, run_files.dataset_info(dataset))
   translation = augment_translation.load_device_translation(config)

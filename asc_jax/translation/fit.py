@@ -155,10 +155,12 @@ def fit_params(run: builder.Run, reader: pairs_lib.PairBatchReader, num_pairs: i
   return jax.tree.map(np.asarray, jax.device_get(result.state.params))
 
 
-def train_translator(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains the translator config.translator describes on config.data; returns the report."""
+def train_translator(config: ml_collections.ConfigDict, workdir: str,
+                     dataset: Optional[datasets.PreparedDataset] = None) -> dict[str, Any]:
+  """Trains the translator config.translator describes on config.data (`dataset`, when the
+  caller has already prepared it); returns the report."""
   settings = config.translator
-  dataset = datasets.prepare(config)
+  dataset = dataset if dataset is not None else datasets.prepare(config)
   source = dataset.sources['train']
   scan = pairs_lib.scan_source(source, settings.source_device)
   train_pairs, held_out = pairs_lib.split_by_segment(scan.pairs, settings.holdout_fraction,
@@ -233,10 +235,12 @@ def check_reusable(workdir: str, config: ml_collections.ConfigDict) -> None:
                      'remove that directory to train a new one, or use a new --workdir.')
 
 
-def own_translator(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+def own_translator(config: ml_collections.ConfigDict, workdir: str,
+                   dataset: Optional[datasets.PreparedDataset] = None) -> ml_collections.ConfigDict:
   """`config` with augment.translation_workdir set to WORKDIR/translator, where a translator is
   trained first on the run's own train split unless a resumed run left one there. Unchanged when
-  translation is off (augment.translation_p 0) or a translator's workdir is already given."""
+  translation is off (augment.translation_p 0) or a translator's workdir is already given.
+  `dataset`: the run's prepared dataset, so that training the translator does not read it again."""
   augment = config.augment
   if augment.get('translation_p', 0.0) <= 0 or augment.translation_workdir:
     return config
@@ -248,7 +252,7 @@ def own_translator(config: ml_collections.ConfigDict, workdir: str) -> ml_collec
   else:
     print(f'device translation: training a translator on the train split into {translator_dir} '
           '(config.translator; give a trained one with --config.augment.translation_workdir)')
-    train_translator(translator_config, translator_dir)
+    train_translator(translator_config, translator_dir, dataset)
   config = config.copy_and_resolve_references()
   config.augment.translation_workdir = translator_dir
   return config
