@@ -26,7 +26,8 @@ Variants by argument:
                    against recipe's 62.53 % / 1.266. Not adopted on top of it: p 1.0
                    (59.68 % / 1.379), device translation p 0.5 (61.73 % / 1.289).
   recipe           the recipe until 2026-12-07: plain + mixup (alpha 0.3) + time roll (up
-                   to +-43 frames, about 1 s) + Freq-MixStyle (p 0.4, alpha 0.3), same network, 50 epochs.
+                   to +-43 frames, about 1 s) + Freq-MixStyle (p 0.4, alpha 0.3), same
+                   network, 50 epochs.
                    Chosen by 3-fold cross-validation over the train split's 212 recordings
                    (config.data.cross_fit; out-of-fold accuracy / log loss over 1,999 clips):
                    mixup + roll + Freq-MixStyle 62.53 % / 1.266 against mixup + roll 60.93 % /
@@ -114,7 +115,7 @@ def get_config(arg: str = 'plain'):
     config.model.norm = 'none'
   elif arg in ('recipe_fms08', 'recipe', 'recipe_translation', 'mixup_roll', 'mixup_roll_25'):
     config.augment.update(dict(mixup_alpha=0.3, time_roll_max_shift=43))
-    if arg.startswith('recipe'):
+    if arg in FREQ_MIXSTYLE_P:
       config.augment.update(dict(freq_mixstyle_p=FREQ_MIXSTYLE_P[arg],
                                  freq_mixstyle_alpha=0.3))
     if arg == 'recipe_translation':
