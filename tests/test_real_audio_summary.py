@@ -96,6 +96,44 @@ def test_unfinished_workdir_is_named(tmp_path):
   assert 'r0: no eval_test.json' in failed.stderr
 
 
+def write_compressed(path, source: str, accuracy: float) -> None:
+  """A compress workdir made from `source`: like every compress run, its own config.json says
+  seed 0 whatever the source's seed."""
+  os.makedirs(path)
+  metrics = dict(accuracy=accuracy, log_loss=1.0, per_device={
+      name: {'accuracy': accuracy, 'count': 10, 'log_loss': 1.0} for name in DEVICES})
+  with open(os.path.join(path, 'compress_report.json'), 'w') as file:
+    json.dump(dict(source_workdir=str(source), config={}, source=dict(metrics=metrics),
+                   export=dict(metrics=metrics, size=29517)), file)
+  with open(os.path.join(path, 'config.json'), 'w') as file:
+    json.dump(dict(seed=0), file)
+
+
+def test_compressed_models_are_recorded_under_their_source_seed(tmp_path):
+  results = tmp_path / 'results'
+  results.mkdir()
+  for seed, accuracy in ((0, 0.6), (3, 0.5)):
+    write_workdir(tmp_path / 'runs' / f's{seed}', seed, {name: accuracy for name in DEVICES})
+    write_compressed(tmp_path / 'runs' / f's{seed}_int8', tmp_path / 'runs' / f's{seed}', accuracy)
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={results}',
+                  f'--compressed=recipe_int8={tmp_path}/runs/s?_int8'], check=True,
+                 capture_output=True)
+  recorded = {name: json.loads((results / name).read_text())['export']['test']['overall']
+              for name in os.listdir(results) if name.startswith('real_audio_compressed_')}
+  assert recorded == {'real_audio_compressed_recipe_int8_seed0.json': 0.6,
+                      'real_audio_compressed_recipe_int8_seed3.json': 0.5}
+
+
+def test_two_runs_of_one_seed_under_one_label_are_refused(tmp_path):
+  for name in ('one_device', 'two_devices'):
+    write_workdir(tmp_path / 'runs' / name, 0, {device: 0.5 for device in DEVICES})
+  failed = subprocess.run([sys.executable, SCRIPT, f'--results_dir={tmp_path}',
+                           f'--asc=plain={tmp_path}/runs/*'], capture_output=True, text=True)
+  assert failed.returncode != 0
+  assert 'one_device and ' in failed.stderr and 'are both seed 0' in failed.stderr
+  assert not list(tmp_path.glob('real_audio_asc_*'))
+
+
 def test_benchmark_groups_agree_with_the_config():
   spec = importlib.util.spec_from_file_location(
       'train_torch_reference', os.path.join(ROOT, 'benchmarks', 'real_audio',

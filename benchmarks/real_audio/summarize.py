@@ -101,10 +101,12 @@ def expand(spec: str, flag: str) -> tuple[str, list[str]]:
 def record_asc_runs(spec: str, results: str) -> None:
   label, workdirs = expand(spec, '--asc')
   for workdir in workdirs:
-    test_path = os.path.join(workdir, 'eval_test.json')
-    if not os.path.exists(test_path):
+    if not os.path.exists(os.path.join(workdir, 'eval_test.json')):
       raise SystemExit(f'{workdir}: no eval_test.json; the run has not finished.')
-    test, config = read_json(test_path), read_json(os.path.join(workdir, 'config.json'))
+  configs = {workdir: read_json(os.path.join(workdir, 'config.json')) for workdir in workdirs}
+  distinct_seeds('--asc', label, {workdir: config['seed'] for workdir, config in configs.items()})
+  for workdir, config in configs.items():
+    test = read_json(os.path.join(workdir, 'eval_test.json'))
     atomic_json(os.path.join(results, f'real_audio_asc_{label}_seed{config["seed"]}.json'), dict(
         framework='asc_jax', variant=label, seed=config['seed'], workdir=os.path.abspath(workdir),
         checkpoint=checkpoint_label(test['checkpoint']), step=test['step'], split=test['split'],
@@ -114,15 +116,39 @@ def record_asc_runs(spec: str, results: str) -> None:
 
 def record_compressed_runs(spec: str, results: str) -> None:
   label, workdirs = expand(spec, '--compressed')
-  for workdir in workdirs:
-    report = read_json(os.path.join(workdir, 'compress_report.json'))
-    seed = read_json(os.path.join(workdir, 'config.json'))['seed']
+  reports = {workdir: read_json(os.path.join(workdir, 'compress_report.json'))
+             for workdir in workdirs}
+  seeds = {workdir: source_seed(workdir, report) for workdir, report in reports.items()}
+  distinct_seeds('--compressed', label, seeds)
+  for workdir, report in reports.items():
+    seed = seeds[workdir]
     entry = dict(framework='asc_jax', variant=label, seed=seed, workdir=os.path.abspath(workdir),
                  source_workdir=report['source_workdir'], config=report['config'])
     for part in ('source', 'student', 'export'):
       if part in report:
         entry[part] = dict(test=record(report[part]['metrics']), size=report[part].get('size'))
     atomic_json(os.path.join(results, f'real_audio_compressed_{label}_seed{seed}.json'), entry)
+
+
+def source_seed(workdir: str, report: dict) -> int:
+  """The seed of the run a compressed model was made from. Every compress run trains with the
+  compress config's own seed, so its config.json cannot tell the models of two sources apart."""
+  source_config = os.path.join(report['source_workdir'], 'config.json')
+  if not os.path.exists(source_config):
+    raise SystemExit(f'{workdir}: its source run {report["source_workdir"]} has no config.json; '
+                     'a compressed model is recorded under its source run\'s seed, so record it '
+                     'where that run is.')
+  return read_json(source_config)['seed']
+
+
+def distinct_seeds(flag: str, label: str, seeds: dict) -> None:
+  """Records are keyed by label and seed: two runs of one seed would overwrite each other."""
+  by_seed = {}
+  for workdir, seed in seeds.items():
+    if seed in by_seed:
+      raise SystemExit(f'{flag} {label}: {by_seed[seed]} and {workdir} are both seed {seed}; '
+                       'give runs of one seed separate labels.')
+    by_seed[seed] = workdir
 
 
 def record_cross_validation(spec: str, results: str) -> None:
