@@ -96,15 +96,19 @@ def test_unfinished_workdir_is_named(tmp_path):
   assert 'r0: no eval_test.json' in failed.stderr
 
 
-def write_compressed(path, source: str, accuracy: float) -> None:
+def write_compressed(path, source: str, accuracy: float, source_seed=None) -> None:
   """A compress workdir made from `source`: like every compress run, its own config.json says
-  seed 0 whatever the source's seed."""
+  seed 0 whatever the source's seed; its report names the source's seed when given (reports
+  written before 2026-12-07 lack it)."""
   os.makedirs(path)
   metrics = dict(accuracy=accuracy, log_loss=1.0, per_device={
       name: {'accuracy': accuracy, 'count': 10, 'log_loss': 1.0} for name in DEVICES})
+  report = dict(source_workdir=str(source), config={}, source=dict(metrics=metrics),
+                export=dict(metrics=metrics, size=29517))
+  if source_seed is not None:
+    report['source_seed'] = source_seed
   with open(os.path.join(path, 'compress_report.json'), 'w') as file:
-    json.dump(dict(source_workdir=str(source), config={}, source=dict(metrics=metrics),
-                   export=dict(metrics=metrics, size=29517)), file)
+    json.dump(report, file)
   with open(os.path.join(path, 'config.json'), 'w') as file:
     json.dump(dict(seed=0), file)
 
@@ -122,6 +126,15 @@ def test_compressed_models_are_recorded_under_their_source_seed(tmp_path):
               for name in os.listdir(results) if name.startswith('real_audio_compressed_')}
   assert recorded == {'real_audio_compressed_recipe_int8_seed0.json': 0.6,
                       'real_audio_compressed_recipe_int8_seed3.json': 0.5}
+
+
+def test_a_report_with_source_seed_needs_no_source_run(tmp_path):
+  write_compressed(tmp_path / 'runs' / 's2_int8', tmp_path / 'gone', 0.55, source_seed=2)
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={tmp_path}',
+                  f'--compressed=recipe_int8={tmp_path}/runs/s2_int8'], check=True,
+                 capture_output=True)
+  recorded = json.loads((tmp_path / 'real_audio_compressed_recipe_int8_seed2.json').read_text())
+  assert recorded['seed'] == 2 and recorded['export']['test']['overall'] == 0.55
 
 
 def test_two_runs_of_one_seed_under_one_label_are_refused(tmp_path):

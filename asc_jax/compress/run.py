@@ -181,7 +181,9 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
   if os.path.abspath(source_workdir) == os.path.abspath(workdir):
     raise ValueError(f'--workdir {workdir} is the source workdir: compression writes a NEW '
                      'workdir and never edits the trained one; give another --workdir.')
-  config = student_config(run_files.load_config(source_workdir), compress)
+  source_config = run_files.load_config(source_workdir)
+  source_seed = int(source_config.seed)   # student_config sets the compress run's own seed.
+  config = student_config(source_config, compress)
   dataset = distributed.prepare_dataset(config)
   translation = augment_translation.load_device_translation(config)   # the source's, if any
   os.makedirs(workdir, exist_ok=True)
@@ -237,7 +239,8 @@ def run(compress: ml_collections.ConfigDict, source_workdir: str, workdir: str,
   final_model = quantization.QuantizedModel(network, scales) if quantized else network
   student_scored = score_model(final_model, variables, dataset, 'test', batch_size, mesh)
   student = dict(metrics=_accuracy_summary(metrics_of(student_scored['logits'], student_scored)))
-  report = dict(source_workdir=os.path.abspath(source_workdir), source=source, student=student,
+  report = dict(source_workdir=os.path.abspath(source_workdir), source_seed=source_seed,
+                source=source, student=student,
                 config=dict(prune=config.prune.to_dict(), distill=config.distill.to_dict(),
                             quant=config.quant.to_dict()))
   if quantized:

@@ -131,13 +131,16 @@ def record_compressed_runs(spec: str, results: str) -> None:
 
 
 def source_seed(workdir: str, report: dict) -> int:
-  """The seed of the run a compressed model was made from. Every compress run trains with the
-  compress config's own seed, so its config.json cannot tell the models of two sources apart."""
+  """The seed of the run a compressed model was made from: the report's `source_seed`, or, in
+  reports written before it was recorded, the source run's config.json (every compress run
+  trains with the compress config's own seed, so its own config.json cannot tell two apart)."""
+  if 'source_seed' in report:
+    return int(report['source_seed'])
   source_config = os.path.join(report['source_workdir'], 'config.json')
   if not os.path.exists(source_config):
-    raise SystemExit(f'{workdir}: its source run {report["source_workdir"]} has no config.json; '
-                     'a compressed model is recorded under its source run\'s seed, so record it '
-                     'where that run is.')
+    raise SystemExit(f'{workdir}: its report predates source_seed and its source run '
+                     f'{report["source_workdir"]} has no config.json; a compressed model is '
+                     'recorded under its source run\'s seed, so record it where that run is.')
   return read_json(source_config)['seed']
 
 
