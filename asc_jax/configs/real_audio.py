@@ -24,7 +24,8 @@ Variants by argument:
                    rule written before its runs (benchmarks/results/
                    real_audio_decision_rule_recipe_fms08.md): 64.18 % / 1.249 out of fold
                    against recipe's 62.53 % / 1.266. Not adopted on top of it: p 1.0
-                   (59.68 % / 1.379), device translation p 0.5 (61.73 % / 1.289).
+                   (59.68 % / 1.379), device translation p 0.5 (61.73 % / 1.289), training
+                   75, 35 or 25 epochs (58.33 % / 1.296, 63.18 % / 1.290, 59.73 % / 1.322).
   recipe           the recipe until 2026-12-07: plain + mixup (alpha 0.3) + time roll (up
                    to +-43 frames, about 1 s) + Freq-MixStyle (p 0.4, alpha 0.3), same
                    network, 50 epochs.
