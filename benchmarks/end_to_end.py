@@ -12,11 +12,15 @@ the throughput it logs every log_every_steps (the first interval, with compilati
 the reference's is epochs x training clips / its train_s (its validation passes included).
 The reference runs once per --torch_malloc setting: glibc as it ships, and with the huge-page
 tunable asc_jax sets for itself (asc_jax/host_memory.py), which on some CPUs speeds PyTorch up
-too; the ratio is asc_jax over the faster of them.
+too; the ratio is asc_jax over the faster of them. With --rounds=N every batch size is run N
+times, the frameworks alternating within each round, and the summary gives each batch size's
+median ratio with its range over the rounds: on a shared virtual machine the same run's
+throughput can drift by a third within an hour, so a single round is a rough figure.
 
   python benchmarks/end_to_end.py --config=configs/real_audio.py:plain \
       --manual_dir=DATA/real_audio_benchmark --torch_python=TORCH_VENV/bin/python \
-      --reference=PATH/torch_bcresnet_mod.py --epochs=5 --batches=32,64,100 [--set model.width=8]
+      --reference=PATH/torch_bcresnet_mod.py --epochs=5 --batches=32,64,100 --rounds=3 \
+      [--set model.width=8]
 
 Writes benchmarks/results/end_to_end_<label>.json, with the host device split asc_jax trained
 on ($ASC_JAX_HOST_DEVICES, or auto; asc_jax/host_devices.py). The two frameworks should have the
@@ -39,8 +43,9 @@ import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TORCH_SCRIPT = os.path.join(HERE, 'real_audio', 'train_torch_reference.py')
-COLUMNS = ('framework', 'malloc', 'batch', 'wall_s', 'train_s', 'clips_per_s', 'test_accuracy',
-           'speedup_vs_torch')
+COLUMNS = ('round', 'framework', 'malloc', 'batch', 'wall_s', 'train_s', 'clips_per_s',
+           'test_accuracy', 'speedup_vs_torch')
+SUMMARY_COLUMNS = ('batch', 'rounds', 'median', 'min', 'max')
 
 
 def asc_jax_run(args, batch: int, workdir: str) -> dict:
@@ -95,6 +100,17 @@ def torch_run(args, batch: int, out: str, malloc: str) -> dict:
               test_accuracy=round(result['test_final']['accuracy'], 4))
 
 
+def ratio_summary(rows: list[dict]) -> list[dict]:
+  """Per batch size: the median, minimum and maximum of the rounds' asc_jax / faster-PyTorch
+  ratios (each round's rows carry their round's ratio)."""
+  ratios = {}
+  for row in rows:
+    if row['framework'] == 'asc_jax':
+      ratios.setdefault(row['batch'], []).append(row['speedup_vs_torch'])
+  return [dict(batch=batch, rounds=len(values), median=round(statistics.median(values), 2),
+               min=min(values), max=max(values)) for batch, values in ratios.items()]
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/real_audio.py:plain')
@@ -103,6 +119,8 @@ def main(argv=None) -> int:
   parser.add_argument('--reference', required=True, help='torch_bcresnet_mod.py.')
   parser.add_argument('--epochs', type=int, default=5)
   parser.add_argument('--batches', default='32,64,100')
+  parser.add_argument('--rounds', type=int, default=1,
+                      help='runs of every batch size, the frameworks alternating in each.')
   parser.add_argument('--torch_threads', type=int, default=0, help='0 = torch default (all cores).')
   parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                       help='config override for both, e.g. model.width=8.')
@@ -114,23 +132,31 @@ def main(argv=None) -> int:
   if not mallocs or set(mallocs) - set(harness.MALLOC_SETTINGS):
     parser.error(f'--torch_malloc={args.torch_malloc!r}: choose from '
                  f'{", ".join(harness.MALLOC_SETTINGS)}.')
+  if args.rounds < 1:
+    parser.error(f'--rounds={args.rounds}: give 1 or more.')
   rows = []
   with tempfile.TemporaryDirectory() as scratch:
-    for batch in map(int, args.batches.split(',')):
-      batch_rows = [asc_jax_run(args, batch, os.path.join(scratch, f'asc_{batch}'))]
-      batch_rows += [torch_run(args, batch, os.path.join(scratch, f'torch_{batch}_{malloc}.json'),
-                               malloc) for malloc in mallocs]
-      ratio = batch_rows[0]['clips_per_s'] / max(row['clips_per_s'] for row in batch_rows[1:])
-      for row in batch_rows:
-        row['speedup_vs_torch'] = round(ratio, 2)
-      harness.print_table(batch_rows, COLUMNS)
-      rows += batch_rows
+    for round_index in range(args.rounds):
+      for batch in map(int, args.batches.split(',')):
+        run_dir = os.path.join(scratch, f'round{round_index}_batch{batch}')
+        batch_rows = [asc_jax_run(args, batch, f'{run_dir}_asc')]
+        batch_rows += [torch_run(args, batch, f'{run_dir}_torch_{malloc}.json', malloc)
+                       for malloc in mallocs]
+        ratio = batch_rows[0]['clips_per_s'] / max(row['clips_per_s'] for row in batch_rows[1:])
+        for row in batch_rows:
+          row.update({'round': round_index, 'speedup_vs_torch': round(ratio, 2)})
+        harness.print_table(batch_rows, COLUMNS)
+        rows += batch_rows
   print()
   harness.print_table(rows, COLUMNS)
+  summary = ratio_summary(rows)
+  print('\nasc_jax / faster PyTorch, training clips/s, over rounds:')
+  harness.print_table(summary, SUMMARY_COLUMNS)
   label = args.label or (args.config.partition(':')[2] or 'plain') + ''.join(
       '_' + key.replace('=', '') for key in args.set)
   harness.write_results(f'end_to_end_{label}', dict(
-      config=args.config, overrides=args.set, epochs=args.epochs, runs=rows, torch_malloc=mallocs,
+      config=args.config, overrides=args.set, epochs=args.epochs, rounds=args.rounds, runs=rows,
+      ratio=summary, torch_malloc=mallocs,
       asc_jax_host_devices=os.environ.get(host_devices.COUNT_VARIABLE, 'auto: min(cores, 2)')))
   return 0
 
