@@ -3,13 +3,22 @@
 import collections
 import csv
 import os
+import subprocess
+import sys
 
 import pytest
 
 import fixtures
+from asc_jax.data import builder_base
 from asc_jax.data import catalog
 from asc_jax.data import datasets
 
+# Prepares the dataset of the JSON config in argv[1] and prints its split sizes.
+PREPARE_SCRIPT = ('import json, sys\n'
+                  'import ml_collections\n'
+                  'from asc_jax.data import datasets\n'
+                  'config = ml_collections.ConfigDict(json.loads(sys.argv[1]))\n'
+                  'print(datasets.prepare(config).num_examples)\n')
 TONES_HZ = {'dog': 250.0, 'rain': 750.0, 'siren': 1500.0}  # on FFT bins 8, 24, 48
 
 
@@ -173,7 +182,9 @@ def test_bad_folder_lists_offenders_and_writes_nothing(tmp_path):
   for where in [f'{csv_path} line 3: malformed row', f'{csv_path} line 4: path leaves',
                 f'{csv_path} line 14: duplicate row', f'{csv_path} line 15: missing audio file']:
     assert where in message, (where, message)
-  assert not (tmp_path / 'tfds').exists() or not os.listdir(tmp_path / 'tfds')
+  # Only the (empty) build lock file may be there: no dataset directory.
+  assert not (tmp_path / 'tfds').exists() or set(os.listdir(tmp_path / 'tfds')) <= {
+      builder_base.BUILD_LOCK}
 
 
 def test_missing_columns_and_settings_are_named(tmp_path):
@@ -186,3 +197,35 @@ def test_missing_columns_and_settings_are_named(tmp_path):
     datasets.prepare(folder_config(tmp_path, csv=''))
   with pytest.raises(ValueError, match='train_folds'):
     datasets.prepare(folder_config(tmp_path, train_folds='1'))
+
+
+def read_until(stream, text: str) -> str:
+  """Lines of `stream` up to and including the first one holding `text` (fails at its end)."""
+  lines = []
+  while not lines or text not in lines[-1]:
+    lines.append(stream.readline())
+    assert lines[-1], f'the stream ended before {text!r}: {"".join(lines)}'
+  return ''.join(lines)
+
+
+def test_runs_started_together_build_the_dataset_once(tmp_path):
+  """Two processes prepare the same dataset while a third holds the data directory's build lock:
+  both wait; then one builds, the other reads what it built (nothing is built twice or lost)."""
+  write_folder(str(tmp_path / 'folder'), ['filename', 'label', 'device', 'split'], split_rows())
+  config = folder_config(tmp_path, validation_fraction=0.0)
+  data_root = builder_base.resolve_data_dir(config.data.data_dir)
+  os.makedirs(data_root)
+  with builder_base.build_lock(data_root):
+    runs = [subprocess.Popen([sys.executable, '-c', PREPARE_SCRIPT, config.to_json()],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    notes = [read_until(run.stderr, 'waiting for another asc_jax build') for run in runs]
+  for index, run in enumerate(runs):
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert stdout.strip().splitlines()[-1] == "{'train': 9, 'test': 3}"
+    notes[index] += stderr
+  assert sorted('building 12 clips' in note for note in notes) == [False, True]
+  assert sorted('was built by another process meanwhile' in note for note in notes) == [
+      False, True]
+  assert datasets.prepare(config).num_examples == {'train': 9, 'test': 3}

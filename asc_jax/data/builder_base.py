@@ -6,14 +6,18 @@ class writes array_record shards whose examples carry 'logmel' float32 [n_mels, 
 'label' (ClassLabel) and the Text fields 'device', 'city', 'identifier', 'segment_id',
 'filename'. Extraction runs in an `extraction.ExtractionPool` kept for the whole build, with
 one progress bar for all splits; TFDS's own bars and banners are off, and one line says where
-the build went. A failed build leaves no directory behind.
+the build went. A failed build leaves no directory behind. Builds into one data directory take
+its lock file (`BUILD_LOCK`) in turn, so runs started together build a dataset once: the one that
+waited finds it built and reads it.
 Reading needs only the prepared directory (`tfds.builder_from_directory`), not the audio or
 the builder class.
 """
 
 import abc
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import os
 import shutil
@@ -154,14 +158,19 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     validated, and serve every split.
     """
     os.makedirs(self.data_root, exist_ok=True)
-    tfds.disable_progress_bar()   # the extraction bar is the build's one bar.
-    with extraction.ExtractionPool(self.num_workers, self.builder_config.feature_params,
-                                   self.data_root) as self._pool:
-      counts = {split: len(clips) for split, clips in self.clips().items()}
-      console.note(f'{self.name}: building {sum(counts.values())} clips ('
-                   + ', '.join(f'{split} {count}' for split, count in counts.items())
-                   + f') into {self.prepared_dir}')
-      self._write_splits()
+    with build_lock(self.data_root):
+      if is_prepared(self.prepared_dir):
+        console.note(f'{self.name}: {self.prepared_dir} was built by another process meanwhile; '
+                     'reading it.')
+        return
+      tfds.disable_progress_bar()   # the extraction bar is the build's one bar.
+      with extraction.ExtractionPool(self.num_workers, self.builder_config.feature_params,
+                                     self.data_root) as self._pool:
+        counts = {split: len(clips) for split, clips in self.clips().items()}
+        console.note(f'{self.name}: building {sum(counts.values())} clips ('
+                     + ', '.join(f'{split} {count}' for split, count in counts.items())
+                     + f') into {self.prepared_dir}')
+        self._write_splits()
 
   # TFDS prints a 'Downloading and preparing dataset Unknown size ...' banner before a build
   # and 'Dataset ... downloaded and prepared' after it; `build` says where the data goes instead.
@@ -183,6 +192,25 @@ class LogmelBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if first_new is not None:
           shutil.rmtree(first_new, ignore_errors=True)
         raise
+
+
+BUILD_LOCK = '.asc_jax-build.lock'
+
+
+@contextlib.contextmanager
+def build_lock(data_root: str) -> Iterator[None]:
+  """Holds the exclusive lock of `data_root`'s BUILD_LOCK file (an empty file, kept), waiting with
+  a note while another process holds it."""
+  with open(os.path.join(data_root, BUILD_LOCK), 'a') as lock_file:
+    try:
+      fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      console.note(f'waiting for another asc_jax build in {data_root} to finish')
+      fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def is_prepared(path: str) -> bool:
