@@ -96,7 +96,8 @@ def torch_run(args, batch: int, out: str, malloc: str) -> dict:
     result = json.load(file)
   return dict(framework=result['framework'], malloc=malloc, batch=batch, wall_s=round(wall, 1),
               train_s=result['train_s'],
-              clips_per_s=round(args.epochs * result['num_examples']['train'] / result['train_s'], 1),
+              clips_per_s=round(
+                  args.epochs * result['num_examples']['train'] / result['train_s'], 1),
               test_accuracy=round(result['test_final']['accuracy'], 4))
 
 
