@@ -300,8 +300,10 @@ def main(argv=None) -> int:
   parser.add_argument('--cross_validation', action='append', default=[], metavar='LABEL=DIR',
                       help='out-of-fold teacher logits of K cross-fit runs of one recipe.')
   parser.add_argument('--results_dir', default=DEFAULT_RESULTS,
-                      help='where the per-run JSONs and the tables are (default benchmarks/results).')
+                      help='where the per-run JSONs and the tables are (default benchmarks/results;'
+                      ' made when missing).')
   args = parser.parse_args(argv)
+  os.makedirs(args.results_dir, exist_ok=True)
   for spec in args.asc:
     record_asc_runs(spec, args.results_dir)
   for spec in args.compressed:
