@@ -15,6 +15,7 @@ import numpy as np
 import soundfile
 
 from asc_jax import defaults
+from asc_jax.data import builder_base
 
 SCENE_TONES_HZ = {'airport': 500.0, 'bus': 1000.0, 'park': 2000.0}
 CITIES = ('lisbon', 'vienna')
@@ -124,3 +125,10 @@ def rewrite_tsv(path: str, edit) -> None:
   """Rewrites a TSV with `edit(rows)` applied to its rows (header included)."""
   rows = edit(read_tsv(path))
   write_tsv(path, rows[0], rows[1:])
+
+
+def dataset_entries(data_dir) -> list:
+  """What builds left in `data_dir`, its build lock file (empty, kept) aside; [] when absent."""
+  if not os.path.exists(data_dir):
+    return []
+  return sorted(name for name in os.listdir(data_dir) if name != builder_base.BUILD_LOCK)

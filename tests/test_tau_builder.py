@@ -195,7 +195,7 @@ def test_bad_inputs_give_one_error_listing_offenders_and_write_nothing(tmp_path)
                 f'{os.path.join(root, "meta.csv")} line 11: unknown device']:
     assert where in message, (where, message)
   assert 'nothing was written' in message
-  assert not data_dir.exists() or not os.listdir(data_dir)
+  assert fixtures.dataset_entries(data_dir) == []
 
 
 def test_failure_while_writing_leaves_no_partial_dataset(tmp_path):
@@ -208,6 +208,6 @@ def test_failure_while_writing_leaves_no_partial_dataset(tmp_path):
   config = fixtures.data_config(TAU, str(data_dir), root)
   with pytest.raises(features.AudioError, match='park-lisbon-902-5000-s4.wav'):
     datasets.prepare(config)
-  assert os.listdir(data_dir) == []
+  assert fixtures.dataset_entries(data_dir) == []
   soundfile.write(bad, np.zeros(8000), 8000, subtype='PCM_16')
   assert datasets.prepare(config).num_examples == {'train': 9, 'validation': 9, 'test': 12}

@@ -67,7 +67,7 @@ def test_a_truncated_wav_fails_the_build_naming_file_and_line(tmp_path):
   message = str(error.value)
   assert '  truncated audio: 1\n' in message
   assert victim.filename in message and 'fold1_train.csv line' in message
-  assert not data_dir.exists() or not os.listdir(data_dir)
+  assert fixtures.dataset_entries(data_dir) == []
 
 
 def test_a_truncated_flac_fails_extraction_and_leaves_no_dataset(tmp_path):
