@@ -12,13 +12,26 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 import pytest  # noqa: E402  (after the XLA flags on purpose)
 
 
+def load_script(path: str):
+  """The file at `path` run as a module, its own folder importable while it loads (as when
+  started with `python path`)."""
+  import importlib.util
+  import sys
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  folder = os.path.dirname(os.path.abspath(path))
+  sys.path.insert(0, folder)
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(folder)
+  return module
+
+
 def load_config_file(path: str, arg: str):
   """get_config(arg) of a config file, as the command line would load it."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('experiment_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_script(path).get_config(arg)
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,5 @@
 """BC-ResNet and BC-ResNet-Mod: published parameter counts, shapes, SubSpectralNorm, both conv forms."""
 
-import importlib.util
 import math
 import os
 
@@ -15,6 +14,8 @@ from asc_jax import models
 from asc_jax.models import bcresnet
 from asc_jax.models import layers
 
+from conftest import load_config_file
+
 CONFIG_FILE = os.path.join(os.path.dirname(__file__), '..', 'configs', 'bcresnet.py')
 PUBLISHED_PARAMS = {'mod1': 8_035, 'mod4': 85_810, 'mod8': 314_810, 'kws_tau1': 9_232,
                     'kws_tau1.5': 17_154, 'kws_tau2': 27_284, 'kws_tau3': 54_168,
@@ -22,10 +23,7 @@ PUBLISHED_PARAMS = {'mod1': 8_035, 'mod4': 85_810, 'mod8': 314_810, 'kws_tau1': 
 
 
 def _config(variant, **model_overrides):
-  spec = importlib.util.spec_from_file_location('bcresnet_config', CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
+  config = load_config_file(CONFIG_FILE, variant)
   config.model.update(model_overrides)
   return config
 

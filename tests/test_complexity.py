@@ -1,6 +1,5 @@
 """Complexity report: parameter counts, DCASE byte rules, MACs by hand, receptive field, the CLI."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,8 @@ from asc_jax import complexity
 from asc_jax import defaults
 from asc_jax import models
 
+from conftest import load_config_file
+
 REPO = os.path.join(os.path.dirname(__file__), '..')
 MOD1_PARAMS = 8_035
 # Mod-1 BatchNorm features (c = 10, 15, 20, 25): transition blocks pre_bn C + ssn 4C + time_bn C,
@@ -22,11 +23,7 @@ MOD1_RUNNING_STATS = 2 * 895
 
 
 def _mod1_config():
-  spec = importlib.util.spec_from_file_location('bcresnet_config',
-                                                os.path.join(REPO, 'configs', 'bcresnet.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('mod1')
+  return load_config_file(os.path.join(REPO, 'configs', 'bcresnet.py'), 'mod1')
 
 
 def test_input_shape_follows_the_features_config():

@@ -1,26 +1,18 @@
 """benchmarks/end_to_end.py's summary over rounds: per batch size, the median and range of the
 rounds' asc_jax / faster-PyTorch ratios (the runs themselves need torch; see the benchmark)."""
 
-import importlib.util
 import os
-import sys
 
 import pytest
+
+from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, 'benchmarks')
 
 
 def load_end_to_end():
-  spec = importlib.util.spec_from_file_location('end_to_end',
-                                                os.path.join(BENCHMARKS, 'end_to_end.py'))
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, BENCHMARKS)
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.remove(BENCHMARKS)
-  return module
+  return load_script(os.path.join(BENCHMARKS, 'end_to_end.py'))
 
 
 def rows_of_round(round_index, batch, ratio):

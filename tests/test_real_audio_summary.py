@@ -1,7 +1,6 @@
 """benchmarks/real_audio/summarize.py: per-run records, device-group accuracies and seed statistics."""
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,8 @@ import pytest
 from asc_jax import evaluate
 from asc_jax import metric_writer
 from asc_jax.configs import real_audio
+
+from conftest import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'benchmarks', 'real_audio', 'summarize.py')
@@ -148,22 +149,13 @@ def test_two_runs_of_one_seed_under_one_label_are_refused(tmp_path):
 
 
 def test_benchmark_groups_agree_with_the_config():
-  spec = importlib.util.spec_from_file_location(
-      'train_torch_reference', os.path.join(ROOT, 'benchmarks', 'real_audio',
-                                            'train_torch_reference.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = load_script(os.path.join(ROOT, 'benchmarks', 'real_audio',
+                                    'train_torch_reference.py'))
   assert module.GROUPS == evaluate.parse_device_groups(real_audio.DEVICE_GROUPS)
 
 
 def test_group_accuracies_from_counts_or_plain_accuracies():
-  spec = importlib.util.spec_from_file_location('summarize', SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, os.path.dirname(SCRIPT))
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.remove(os.path.dirname(SCRIPT))
+  module = load_script(SCRIPT)
   counted = module.group_accuracies({'b': {'accuracy': 1.0, 'count': 30},
                                      'c': {'accuracy': 0.0, 'count': 10}})
   assert counted == {'seen': pytest.approx(0.75)}

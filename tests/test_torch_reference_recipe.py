@@ -2,7 +2,6 @@
 asc_jax: its learning rate is asc_jax.optim's schedule step for step, its metrics are
 asc_jax.evaluate's (torch itself is not needed for either)."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -12,16 +11,15 @@ from asc_jax import evaluate
 from asc_jax import optim
 from asc_jax.configs import real_audio
 
+from conftest import load_script
+
 SCRIPT = os.path.join(os.path.dirname(__file__), '..', 'benchmarks', 'real_audio',
                       'train_torch_reference.py')
 
 
 @pytest.fixture(scope='module')
 def reference():
-  spec = importlib.util.spec_from_file_location('train_torch_reference', SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_script(SCRIPT)
 
 
 @pytest.mark.parametrize('variant', ['plain', 'plain_50', 'runlocal'])
