@@ -97,6 +97,15 @@ def test_unfinished_workdir_is_named(tmp_path):
   assert 'r0: no eval_test.json' in failed.stderr
 
 
+def test_files_beside_the_workdirs_are_not_taken_for_runs(tmp_path):
+  write_workdir(tmp_path / 'runs' / 'r0', 0, {name: 0.5 for name in DEVICES})
+  (tmp_path / 'runs' / 'r0.out').write_text('the run\'s console log\n')
+  subprocess.run([sys.executable, SCRIPT, f'--results_dir={tmp_path / "results"}',
+                  f'--asc=plain={tmp_path}/runs/r*'], check=True, capture_output=True)
+  with open(tmp_path / 'results' / 'real_audio_runs.csv') as file:
+    assert [row['seed'] for row in csv.DictReader(file)] == ['0']
+
+
 def write_compressed(path, source: str, accuracy: float, source_seed=None) -> None:
   """A compress workdir made from `source`: like every compress run, its own config.json says
   seed 0 whatever the source's seed; its report names the source's seed when given (reports

@@ -92,7 +92,8 @@ def expand(spec: str, flag: str) -> tuple[str, list[str]]:
   label, equals, pattern = spec.partition('=')
   if not equals or not label or not label.replace('_', '').isalnum():
     raise SystemExit(f'{flag} {spec!r}: expected LABEL=GLOB with a label of letters, digits, _.')
-  paths = sorted(glob.glob(os.path.expanduser(pattern)))
+  # Only directories: a pattern like runs/plain_s* also matches the runs' log files (plain_s0.out).
+  paths = sorted(path for path in glob.glob(os.path.expanduser(pattern)) if os.path.isdir(path))
   if not paths:
     raise SystemExit(f'{flag} {spec!r}: no directory matches {pattern!r}.')
   return label, paths
